@@ -1,0 +1,271 @@
+"""The one typed configuration of vector-trainer.
+
+Every knob lives here, as a field of :class:`Settings` or of one of its sections.
+Values come from (lowest to highest precedence) the defaults below, ``VT_*``
+environment variables, and CLI flags.  The environment name of a field is derived
+from its place: ``Settings.state_dir`` is ``VT_STATE_DIR``; a field of a section,
+``Settings.runtime.max_message_bytes``, is ``VT_RUNTIME_MAX_MESSAGE_BYTES``.  A few
+fields also have a short, documented alias (``VT_BOOTSTRAP``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "VT_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+def _check(cond: bool, name: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """Consumer-loop limits: batch sizes, intervals and what counts as oversized."""
+
+    max_batch_records: int = field(default=500, metadata={"help": "records fetched per getmany() call"})
+    poll_timeout_ms: int = field(default=200, metadata={"help": "how long one fetch waits for records"})
+    commit_interval_s: float = field(default=1.0, metadata={"help": "seconds between offset commits"})
+    checkpoint_interval_s: float = field(
+        default=10.0, metadata={"help": "seconds between state checkpoints (also taken on revoke and shutdown)"}
+    )
+    max_message_bytes: int = field(
+        default=1_048_576, metadata={"help": "input values larger than this are dead-lettered as oversize"}
+    )
+    dlq_value_max_bytes: int = field(
+        default=65_536, metadata={"help": "raw bytes of a bad value kept in its dead letter (the rest is cut)"}
+    )
+    max_vector_dim: int = field(default=8192, metadata={"help": "longest vector accepted in an event"})
+    session_timeout_ms: int = field(
+        default=10_000,
+        metadata={"help": "consumer-group session timeout: how soon a dead instance's partitions move"},
+    )
+    send_retry_backoff_s: float = field(
+        default=1.0, metadata={"help": "first back-off when the broker does not acknowledge outputs"}
+    )
+
+    def validate(self) -> None:
+        _check(self.max_batch_records >= 1, "runtime.max_batch_records", "must be >= 1")
+        _check(self.poll_timeout_ms >= 1, "runtime.poll_timeout_ms", "must be >= 1")
+        _check(self.commit_interval_s >= 0, "runtime.commit_interval_s", "must be >= 0")
+        _check(self.checkpoint_interval_s > 0, "runtime.checkpoint_interval_s", "must be > 0")
+        _check(self.max_message_bytes >= 1024, "runtime.max_message_bytes", "must be >= 1024")
+        _check(self.dlq_value_max_bytes >= 0, "runtime.dlq_value_max_bytes", "must be >= 0")
+        _check(self.max_vector_dim >= 1, "runtime.max_vector_dim", "must be >= 1")
+        _check(1_000 <= self.session_timeout_ms <= 300_000, "runtime.session_timeout_ms", "must be 1000..300000")
+        _check(self.send_retry_backoff_s > 0, "runtime.send_retry_backoff_s", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a vector-trainer process needs to know."""
+
+    bootstrap: str | None = field(
+        default=None,
+        metadata={"help": "Kafka bootstrap servers, host:port[,host:port]; unset = start the embedded broker"},
+    )
+    topic_prefix: str = field(default="vt.", metadata={"help": "prefix of every topic name"})
+    group_id: str = field(default="vector-trainer", metadata={"help": "consumer group shared by all instances"})
+    client_id: str = field(default="vector-trainer", metadata={"help": "Kafka client id (shows in broker logs)"})
+    state_dir: Path = field(default=Path(".vt-state"), metadata={"help": "where checkpoints and artefacts live"})
+    metrics_host: str = field(default="127.0.0.1", metadata={"help": "address of the /metrics endpoint"})
+    metrics_port: int = field(default=9464, metadata={"help": "port of the /metrics endpoint; 0 = any free port"})
+    partitions: int = field(default=3, metadata={"help": "partitions of topics created by vector-trainer"})
+    replication_factor: int = field(default=1, metadata={"help": "replication factor of created topics"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.bootstrap is not None:
+            for part in self.bootstrap.split(","):
+                host, sep, port = part.strip().rpartition(":")
+                _check(
+                    bool(sep and host and port.isdigit() and 0 < int(port) < 65536),
+                    "bootstrap",
+                    f"{part!r} is not host:port (example: localhost:9092)",
+                )
+        _check(
+            all(c.isalnum() or c in "._-" for c in self.topic_prefix),
+            "topic_prefix",
+            f"{self.topic_prefix!r} may only hold letters, digits, '.', '_' and '-'",
+        )
+        _check(bool(self.group_id.strip()), "group_id", "must not be empty")
+        _check(0 <= self.metrics_port < 65536, "metrics_port", f"{self.metrics_port} is not a port (0-65535)")
+        _check(1 <= self.partitions <= 1000, "partitions", "must be between 1 and 1000")
+        _check(self.replication_factor >= 1, "replication_factor", "must be >= 1")
+        _check(
+            self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
+            "log_level",
+            f"{self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR",
+        )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value.validate()
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from the environment, then apply ``overrides``.
+
+        ``overrides`` maps dotted field paths (``"runtime.max_batch_records"``) to values;
+        ``None`` values are ignored so CLI options left unset fall through to the environment.
+        """
+        env = os.environ if environ is None else environ
+        values = _from_env(cls, env, ENV_PREFIX)
+        for path, value in (overrides or {}).items():
+            if value is None:
+                continue
+            _assign(cls, values, path.split("."), value)
+        return _build(cls, values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> list[tuple[str, str, Any, str]]:
+        """(dotted path, env var, current value, help) for every field, for ``--help`` and docs."""
+        return list(_describe(self, (), ENV_PREFIX))
+
+
+def _field_type(owner: type, name: str) -> Any:
+    hints = typing.get_type_hints(owner)
+    return hints[name]
+
+
+def _coerce(tp: Any, raw: Any, name: str) -> Any:
+    """Turn a string (from env/CLI) or a Python value into the field's type, or say why not."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in {"", "none", "null"}):
+            return None
+        return _coerce(args[0], raw, name)
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(tp)
+        items = raw if isinstance(raw, (list, tuple)) else [p for p in str(raw).split(",") if p.strip()]
+        return tuple(_coerce(inner, item.strip() if isinstance(item, str) else item, name) for item in items)
+    if origin is dict:
+        if isinstance(raw, Mapping):
+            return dict(raw)
+        out: dict[str, float] = {}
+        for part in str(raw).split(","):
+            if not part.strip():
+                continue
+            k, sep, v = part.partition("=")
+            if not sep:
+                raise ConfigError(f"{name}: {part!r} is not key=value")
+            out[k.strip()] = _coerce(typing.get_args(tp)[1], v.strip(), name)
+        return out
+    if tp is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name}: {raw!r} is not a boolean (use true/false)")
+    if tp in (int, float):
+        if isinstance(raw, bool):
+            raise ConfigError(f"{name}: expected a number, got {raw!r}")
+        try:
+            value = tp(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: {raw!r} is not {'an integer' if tp is int else 'a number'}") from None
+        if tp is float and value != value:
+            raise ConfigError(f"{name}: NaN is not allowed")
+        return value
+    if tp is Path:
+        return Path(raw).expanduser()
+    if tp is str:
+        return str(raw)
+    raise ConfigError(f"{name}: cannot set a value of type {tp!r} from {raw!r}")
+
+
+def _env_names(path: tuple[str, ...], f: dataclasses.Field[Any], prefix: str) -> tuple[str, ...]:
+    primary = prefix + "_".join(path).upper()
+    return tuple(dict.fromkeys((primary, *f.metadata.get("env", ()))))
+
+
+def _from_env(cls: type, env: Mapping[str, str], prefix: str, path: tuple[str, ...] = ()) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        tp = _field_type(cls, f.name)
+        here = (*path, f.name)
+        if dataclasses.is_dataclass(tp):
+            values[f.name] = _from_env(tp, env, prefix, here)
+            continue
+        for name in _env_names(here, f, prefix):
+            if name in env:
+                values[f.name] = _coerce(tp, env[name], name)
+                break
+    return values
+
+
+def _assign(cls: type, values: dict[str, Any], path: list[str], value: Any, above: tuple[str, ...] = ()) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    head, *rest = path
+    full = ".".join((*above, head))
+    if head not in names:
+        raise ConfigError(f"unknown setting {'.'.join((*above, *path))!r}; known here: {', '.join(sorted(names))}")
+    tp = _field_type(cls, head)
+    if rest:
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"{full!r} has no sub-settings")
+        _assign(tp, values.setdefault(head, {}), rest, value, (*above, head))
+    elif dataclasses.is_dataclass(tp):
+        raise ConfigError(f"{full!r} is a section; set one of its fields ({full}.FIELD=VALUE)")
+    else:
+        values[head] = _coerce(tp, value, full)
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        tp = _field_type(cls, f.name)
+        kwargs[f.name] = _build(tp, values[f.name]) if dataclasses.is_dataclass(tp) else values[f.name]
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _describe(obj: Any, path: tuple[str, ...], prefix: str):  # type: ignore[no-untyped-def]
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        here = (*path, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _describe(value, here, prefix)
+        else:
+            yield ".".join(here), " / ".join(_env_names(here, f, prefix)), value, f.metadata.get("help", "")
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, str]:
+    """Parse ``-c section.field=value`` CLI items into an overrides mapping."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"-c {item!r}: expected NAME=VALUE, e.g. -c runtime.max_batch_records=1000")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,81 @@
+"""Assembles a runnable processor: topics, processors, runtime, signals.
+
+This is the thin facade behind ``vector-trainer run``; everything it does is a call
+into the modules that own the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+from collections.abc import Iterator
+
+from .broker import EmbeddedBroker
+from .config import Settings
+from .processing import Processor
+from .runtime import Runtime
+from .topics import TopicNames, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def build_processors(settings: Settings) -> list[Processor]:
+    """Every processor ``run`` starts, each owning its input topics.
+
+    Engines whose issue has not landed are absent; their input topics are only
+    counted and validated by :class:`processors.intake.IntakeCounter`.
+    """
+    from processors.intake import IntakeCounter
+
+    return [IntakeCounter(("executions", "feedback"))]
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings) -> Iterator[Settings]:
+    """Yield settings with a bootstrap address, starting the embedded broker if none is configured."""
+    if settings.bootstrap is not None:
+        yield settings
+        return
+    log.warning(
+        "no --bootstrap / VT_BOOTSTRAP given: starting the embedded broker (memory-only; its topics vanish when it stops)"
+    )
+    stale = settings.state_dir / "checkpoints"
+    if stale.exists():
+        # Checkpoints name offsets of a log that died with the previous embedded broker.
+        log.warning("removing checkpoints in %s: they refer to a previous embedded broker's topics", stale)
+        shutil.rmtree(stale)
+    with EmbeddedBroker(log_file=settings.state_dir / "broker.log") as broker:
+        yield settings.replace(bootstrap=broker.bootstrap)
+
+
+async def serve(settings: Settings, processors: list[Processor] | None = None) -> None:
+    """Create missing topics, then run every processor until SIGINT/SIGTERM."""
+    assert settings.bootstrap is not None
+    created = await ensure_topics(settings.bootstrap, TopicNames(settings.topic_prefix), settings.partitions, settings.replication_factor)
+    log.info("topics: %s", ", ".join(f"{t} ({s})" for t, s in sorted(created.items())))
+    runtime = Runtime(settings, processors if processors is not None else build_processors(settings))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stopper(runtime, sig))
+    log.info(
+        "processing %s in group %r; processors: %s",
+        ", ".join(sorted({t for p in runtime.processors for t in p.inputs})),
+        settings.group_id,
+        ", ".join(p.name for p in runtime.processors),
+    )
+    try:
+        await runtime.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _stopper(runtime: Runtime, sig: signal.Signals):  # type: ignore[no-untyped-def]
+    def stop() -> None:
+        log.info("%s received: finishing the current batch, checkpointing, then exiting", sig.name)
+        runtime.stop()
+
+    return stop
