@@ -13,6 +13,8 @@ import shutil
 import signal
 from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry
+
 from .broker import EmbeddedBroker
 from .config import Settings
 from .processing import Processor
@@ -22,15 +24,16 @@ from .topics import TopicNames, ensure_topics
 log = logging.getLogger(__name__)
 
 
-def build_processors(settings: Settings) -> list[Processor]:
-    """Every processor ``run`` starts, each owning its input topics.
+def build_processors(settings: Settings, registry: CollectorRegistry | None = None) -> list[Processor]:
+    """Every processor ``run`` starts, each owning its input topics; their metrics go to ``registry``.
 
     Engines whose issue has not landed are absent; their input topics are only
     counted and validated by :class:`processors.intake.IntakeCounter`.
     """
+    from processors.density import DensityProcessor
     from processors.intake import IntakeCounter
 
-    return [IntakeCounter(("executions", "feedback"))]
+    return [DensityProcessor(settings.density, registry=registry), IntakeCounter(("feedback",))]
 
 
 @contextlib.contextmanager
@@ -56,7 +59,8 @@ async def serve(settings: Settings, processors: list[Processor] | None = None) -
     assert settings.bootstrap is not None
     created = await ensure_topics(settings.bootstrap, TopicNames(settings.topic_prefix), settings.partitions, settings.replication_factor)
     log.info("topics: %s", ", ".join(f"{t} ({s})" for t, s in sorted(created.items())))
-    runtime = Runtime(settings, processors if processors is not None else build_processors(settings))
+    registry = CollectorRegistry()
+    runtime = Runtime(settings, processors if processors is not None else build_processors(settings, registry), registry=registry)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(runtime, sig))
