@@ -39,7 +39,8 @@ class HashingEmbedder:
 
         self.dim = dim
         self._vectorizer = HashingVectorizer(
-            n_features=dim, ngram_range=(1, 2), alternate_sign=True, norm="l2", lowercase=True, dtype=np.float32
+            n_features=dim, ngram_range=(1, 2), alternate_sign=True, norm="l2", lowercase=True,
+            token_pattern=r"(?u)\b\w+\b", dtype=np.float32,  # one-letter words count too
         )
 
     def embed(self, texts: list[str]) -> np.ndarray:

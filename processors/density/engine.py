@@ -39,6 +39,7 @@ from .vectors import from_fixed, normalise, uid_hash
 
 STATE_FILE = "density.json"
 STATE_VERSION = 1
+_STALE = "stale"  # strategy of a sample inherited from an unusable checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,10 +295,7 @@ class PartitionEngine:
             outputs.append(Output("golden", _key(fn.name, uuid), encode(self._sample(fn, index, slot, strategy, selected_at))))
             fn.published[uuid] = strategy
             self.metrics.golden_changes.labels(strategy, "enter").inc()
-        counts = {"steady": 0, "anomaly": 0}
-        for strategy in fn.published.values():
-            counts[strategy] += 1
-        self.metrics.observe_golden(fn.name, counts)
+        self.metrics.observe_golden(fn.name, _counts(fn.published))
         if index is not None:
             live = index.live_slots()
             self.metrics.observe_index(fn.name, len(live), np.asarray(from_fixed(index.cols.density[live])))
@@ -360,9 +358,7 @@ class PartitionEngine:
     def summary(self) -> dict[str, Any]:
         out = {}
         for name, fn in sorted(self.functions.items()):
-            counts = {"steady": 0, "anomaly": 0}
-            for s in fn.published.values():
-                counts[s] += 1
+            counts = _counts(fn.published)
             out[name] = {"logs": fn.index.live_count if fn.index else 0, "mode": fn.index.mode if fn.index else "-", **counts}
         return out
 
@@ -396,7 +392,17 @@ class PartitionEngine:
         """Start empty but remember what an unusable checkpoint had published, so it can be withdrawn."""
         for m in meta.functions:
             if m.published:
-                self.functions[m.name] = FunctionState(m.name, published=dict(m.published), dirty=True)
+                # An unknown strategy: a sample selected again is re-emitted with its new density.
+                stale = dict.fromkeys(m.published, _STALE)
+                self.functions[m.name] = FunctionState(m.name, published=stale, dirty=True)
+
+
+def _counts(published: dict[str, str]) -> dict[str, int]:
+    counts = {"steady": 0, "anomaly": 0}
+    for strategy in published.values():
+        if strategy in counts:
+            counts[strategy] += 1
+    return counts
 
 
 def _key(function_name: str, uuid: str) -> bytes:

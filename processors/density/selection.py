@@ -5,10 +5,10 @@
   service answered well, lowest density first.
 * **steady**: the densest SUCCESS logs above that cut, top-k by density.
 
-Both lists are deduplicated greedily in rank order: a log is skipped when its cosine
-similarity to one already chosen (in the same list) is above ``dedup_similarity``
-(default ``1 - epsilon``: chosen samples are never neighbours, so each dense region
-gives one representative).  ERROR, FAILURE and ANOMALY logs count towards density
+Both lists are deduplicated greedily in rank order, steady first: a log is skipped
+when its cosine similarity to one already chosen (in either list) is above
+``dedup_similarity`` (default ``1 - epsilon``: chosen samples are never neighbours,
+so each dense region gives one representative).  ERROR, FAILURE and ANOMALY logs count towards density
 but are never candidates.  Ranks break ties by event time, then by a hash of the
 uuid, and densities are exact integers, so the same index always gives the same
 selection.
@@ -53,11 +53,7 @@ def select(index: FunctionIndex, params: SelectionParams) -> Selection:
     if params.anomaly_k > 0 and len(live) >= params.anomaly_min_logs:
         rank = int(np.floor(params.anomaly_percentile / 100.0 * (len(live) - 1)))
         cut = int(np.partition(density, rank)[rank])
-    anomaly = empty
-    if cut is not None:
-        pool = live[success & (density <= cut)]
-        order = np.lexsort((c.uid[pool], c.ts[pool], c.density[pool]))
-        anomaly = _dedup(index, pool[order], params.anomaly_k, params.dedup_similarity)
+    suppressed = np.zeros(index.slots, dtype=bool)
     steady = empty
     if params.steady_k > 0:
         eligible = success & (density >= int(round(params.steady_min_density * SCALE)))
@@ -65,23 +61,26 @@ def select(index: FunctionIndex, params: SelectionParams) -> Selection:
             eligible &= density > cut
         pool = live[eligible]
         order = np.lexsort((c.uid[pool], c.ts[pool], -c.density[pool]))
-        steady = _dedup(index, pool[order], params.steady_k, params.dedup_similarity)
+        steady = _dedup(index, pool[order], params.steady_k, params.dedup_similarity, suppressed)
+    anomaly = empty
+    if cut is not None:
+        pool = live[success & (density <= cut)]
+        order = np.lexsort((c.uid[pool], c.ts[pool], c.density[pool]))
+        anomaly = _dedup(index, pool[order], params.anomaly_k, params.dedup_similarity, suppressed)
     return Selection(steady, anomaly, cut)
 
 
-def _dedup(index: FunctionIndex, ranked: np.ndarray, k: int, threshold: float) -> np.ndarray:
+def _dedup(index: FunctionIndex, ranked: np.ndarray, k: int, threshold: float, suppressed: np.ndarray) -> np.ndarray:
     """Greedy in rank order: keep a slot unless a slot kept before is more similar than ``threshold``.
 
     A kept slot suppresses its whole neighbourhood of radius ``1 - threshold`` (one
-    range query), so the candidates it covers are never read.
+    range query), so the candidates it covers are never read.  ``suppressed`` carries
+    over from the steady list to the anomaly list: no two golden samples are near-copies.
     """
     kept: list[int] = []
-    if k <= 0 or len(ranked) == 0:
-        return np.array(kept, dtype=np.int64)
-    suppressed = np.zeros(index.slots, dtype=bool)
     radius = 1.0 - threshold
     pos = 0
-    while len(kept) < k:
+    while len(kept) < k and pos < len(ranked):
         free = np.flatnonzero(~suppressed[ranked[pos:]])
         if free.size == 0:
             break
@@ -89,7 +88,8 @@ def _dedup(index: FunctionIndex, ranked: np.ndarray, k: int, threshold: float) -
         pick = int(ranked[pos])
         pos += 1
         kept.append(pick)
-        if radius > 0 and len(kept) < k:
+        suppressed[pick] = True
+        if radius > 0:
             (near,) = index.neighbours(np.array([pick]), radius)
             suppressed[near] = True
     return np.array(kept, dtype=np.int64)
