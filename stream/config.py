@@ -84,9 +84,9 @@ class DensitySettings:
     exact_threshold: int = field(
         default=512, metadata={"help": "a function's index uses exact brute force below this many logs, HNSW above"}
     )
-    hnsw_m: int = field(default=64, metadata={"help": "HNSW links per node; lower saves memory but loses recall in dense regions"})
+    hnsw_m: int = field(default=32, metadata={"help": "HNSW links per node (level 0 has twice as many)"})
     hnsw_ef_construction: int = field(default=200, metadata={"help": "HNSW build-time beam width"})
-    hnsw_ef: int = field(default=64, metadata={"help": "smallest HNSW query beam width (raised to k for larger k)"})
+    hnsw_ef: int = field(default=64, metadata={"help": "HNSW query beam width beyond k (ef = k + this)"})
     initial_k: int = field(default=32, metadata={"help": "first k of the k-NN range emulation; grown until the k-th neighbour is beyond epsilon"})
     max_k: int = field(
         default=4096, metadata={"help": "cap of that k; a log with more neighbours gets a truncated density (vt_density_range_cap_hits_total)"}

@@ -24,7 +24,7 @@ import hnswlib
 import msgspec
 import numpy as np
 
-from .rangesearch import Neighbourhoods, RangeSearcher
+from .rangesearch import Neighbourhoods, RangeSearcher, merge, symmetrize
 
 # Status codes stored per log.  Only SUCCESS logs are ever selected.
 SUCCESS, ERROR, FAILURE, ANOMALY = 0, 1, 2, 3
@@ -38,7 +38,7 @@ _SLOT_MASK = np.uint64((1 << _SLOT_BITS) - 1)
 class IndexParams:
     epsilon: float = 0.3
     exact_threshold: int = 512
-    m: int = 64
+    m: int = 32
     ef_construction: int = 200
     ef: int = 64
     initial_k: int = 32
@@ -111,6 +111,9 @@ class FunctionIndex:
         self._hnsw: hnswlib.Index | None = None
         self._uid_slot: dict[int, int] = {}
         self._searchers: dict[float, RangeSearcher] = {}
+        # Live HNSW elements no level-0 link points to (search cannot reach them) and their vectors.
+        self._orphans = np.empty(0, dtype=np.uint64)
+        self._orphan_vectors = np.zeros((0, dim), dtype=np.float32)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -151,17 +154,67 @@ class FunctionIndex:
         if self._hnsw is None:
             assert self._matrix is not None
             return self._matrix[live], self.labels(live)
-        state = self._hnsw.__getstate__()[0]
-        per = int(state["size_data_per_element"])
-        count = int(state["cur_element_count"])
-        off, lab = int(state["offset_data"]), int(state["label_offset"])
-        if state["dim"] != self.dim or lab - off != 4 * self.dim:
+        found = self._level0()
+        if found is None:
             return self.vectors(live), self.labels(live)  # an unexpected layout: take the slow, safe way
-        block = np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
+        state, block = found
+        off, lab = int(state["offset_data"]), int(state["label_offset"])
         labels = np.ascontiguousarray(block[:, lab : lab + 8]).view(np.uint64).ravel()
         wanted = np.isin(labels, self.labels(live))
         vectors = np.ascontiguousarray(block[wanted, off:lab]).view(np.float32)
         return vectors, labels[wanted]
+
+    def _level0(self) -> tuple[dict, np.ndarray] | None:
+        """hnswlib's pickling state and its level-0 block as (elements x bytes), or None for an unexpected layout."""
+        assert self._hnsw is not None
+        state = self._hnsw.__getstate__()[0]
+        per, count = int(state["size_data_per_element"]), int(state["cur_element_count"])
+        off, lab = int(state["offset_data"]), int(state["label_offset"])
+        if state["dim"] != self.dim or lab - off != 4 * self.dim or off != 4 + 4 * int(state["max_M0"]):
+            return None
+        return state, np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
+
+    def _find_orphans(self) -> None:
+        """Find live elements that HNSW search cannot reach: no level-0 link points to them.
+
+        hnswlib prunes link lists as it inserts; in dense regions an element can lose
+        every incoming link, and then no query ever returns it.  Such elements are few
+        and are compared by brute force with every query instead.  Elements linked only
+        from such orphans are orphans too.
+        """
+        found = self._level0()
+        if found is None:
+            return
+        state, block = found
+        count, max_m0 = block.shape[0], int(state["max_M0"])
+        lengths = np.ascontiguousarray(block[:, 0:2]).view(np.uint16).ravel().astype(np.int64)
+        column = np.arange(max_m0)[None, :]
+
+        def targets(rows: np.ndarray) -> np.ndarray:
+            """Internal ids the level-0 links of ``rows`` point to (read in chunks: small temporaries)."""
+            parts = []
+            for start in range(0, len(rows), 4096):
+                part = rows[start : start + 4096]
+                links = np.ascontiguousarray(block[part, 4 : 4 + 4 * max_m0]).view(np.uint32)
+                parts.append(links[column < lengths[part, None]])
+            return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
+
+        indegree = np.bincount(targets(np.arange(count)), minlength=count)[:count]
+        entry = int(state["enterpoint_node"])
+        orphan = indegree == 0
+        orphan[entry] = False
+        newly = orphan.copy()
+        while newly.any():  # links from orphans do not make anything reachable
+            indegree -= np.bincount(targets(np.flatnonzero(newly)), minlength=count)[:count]
+            newly = (indegree <= 0) & ~orphan
+            newly[entry] = False
+            orphan |= newly
+        off, lab = int(state["offset_data"]), int(state["label_offset"])
+        labels = np.ascontiguousarray(block[orphan, lab : lab + 8]).view(np.uint64).ravel()
+        slots = self.slots_of(labels)
+        live = self.cols.live[slots] & (self.cols.gen[slots].astype(np.uint64) == labels >> np.uint64(_SLOT_BITS))
+        self._orphans = labels[live]
+        self._orphan_vectors = np.ascontiguousarray(block[orphan][live, off:lab]).view(np.float32).reshape(-1, self.dim)
 
     def neighbours(self, slots: np.ndarray, radius: float) -> list[np.ndarray]:
         """Live slots within cosine distance ``radius`` of each given live slot (itself excluded)."""
@@ -217,7 +270,7 @@ class FunctionIndex:
             self._uid_slot[u] = s
         self.live_count += m
         self._store(slots, vectors)
-        hoods = self._search(vectors, slots)
+        hoods = self._search(vectors, slots, within_batch=True)
         self._apply(hoods, slots, sign=1)
         stats.neighbours = int(len(hoods.labels))
         if self._hnsw is None and self.live_count > self.params.exact_threshold:
@@ -255,6 +308,7 @@ class FunctionIndex:
             index.resize_index(max(needed, int(index.get_max_elements() * 1.5)))
         # One thread: the graph then depends only on the insertion order (deterministic replays).
         index.add_items(vectors, self.labels(slots), num_threads=1, replace_deleted=True)
+        self._find_orphans()
 
     def _to_hnsw(self) -> None:
         """Move the vectors from the exact matrix into a new HNSW index."""
@@ -269,6 +323,7 @@ class FunctionIndex:
         index.add_items(self._matrix[live], self.labels(live), num_threads=1)
         self._hnsw = index
         self._matrix = None
+        self._find_orphans()
 
     # ------------------------------------------------------------------ evict
     def evict(self, slots: np.ndarray) -> BatchStats:
@@ -289,6 +344,9 @@ class FunctionIndex:
             self._uid_slot.pop(int(c.uid[s]), None)
             self.payload[s] = None
         c.live[slots] = False
+        if len(self._orphans):
+            keep = ~np.isin(self._orphans, self.labels(slots))
+            self._orphans, self._orphan_vectors = self._orphans[keep], self._orphan_vectors[keep]
         c.density[slots] = 0
         c.count[slots] = 0
         self.live_count -= len(slots)
@@ -297,7 +355,14 @@ class FunctionIndex:
         return stats
 
     # ------------------------------------------------------------------ shared
-    def _search(self, queries: np.ndarray, slots: np.ndarray, searcher: RangeSearcher | None = None) -> Neighbourhoods:
+    def _search(
+        self, queries: np.ndarray, slots: np.ndarray, searcher: RangeSearcher | None = None, within_batch: bool = False
+    ) -> Neighbourhoods:
+        """Neighbourhoods of stored vectors (their own slots excluded).
+
+        With ``within_batch`` (inserts), a pair of two new logs found from one side is
+        added to the other (see :func:`~.rangesearch.symmetrize`).
+        """
         searcher = searcher or self.searcher
         self_labels = self.labels(slots)
         if self._hnsw is None:
@@ -312,10 +377,16 @@ class FunctionIndex:
         def vectors_of(labels: np.ndarray) -> np.ndarray:
             return self.vectors(self.slots_of(labels))
 
-        return searcher.hnsw(
+        # Orphans (unreachable by search) are compared by brute force instead; a pair of
+        # this batch seen both ways is counted once (symmetrize deduplicates).
+        found = searcher.hnsw(
             self._hnsw, self.live_count, queries, self_labels,
             counts_of=counts_of, vectors_of=vectors_of, all_live=self.live_vectors,
+            exclude=self._orphans if len(self._orphans) else None,
         )
+        if len(self._orphans):
+            found = merge(found, searcher.brute(self._orphan_vectors, self._orphans, queries, self_labels))
+        return symmetrize(found, self_labels) if within_batch else found
 
     def _apply(self, hoods: Neighbourhoods, slots: np.ndarray, sign: int) -> None:
         """Add (insert) or subtract (evict) the batch's similarities.
@@ -382,4 +453,6 @@ class FunctionIndex:
             idx._matrix = None
         live = idx.live_slots()
         idx._uid_slot = dict(zip(cols.uid[live].tolist(), live.tolist(), strict=True))
+        if idx._hnsw is not None:
+            idx._find_orphans()
         return idx

@@ -60,6 +60,45 @@ class Neighbourhoods:
         return out
 
 
+def merge(a: Neighbourhoods, b: Neighbourhoods) -> Neighbourhoods:
+    """Row-wise union of two neighbourhood sets over the same query rows (disjoint labels per row)."""
+    rid = np.concatenate([a.row_ids(), b.row_ids()])
+    order = np.argsort(rid, kind="stable")
+    indptr = np.zeros(a.rows + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(a.counts() + b.counts())
+    return Neighbourhoods(
+        indptr, np.concatenate([a.labels, b.labels])[order], np.concatenate([a.weights, b.weights])[order]
+    )
+
+
+def symmetrize(h: Neighbourhoods, row_labels: np.ndarray) -> Neighbourhoods:
+    """Make pairs among the query rows themselves mutual.
+
+    When every query row is also in the index (an inserted batch), a pair of two
+    rows found from one side only is added to the other side with the same weight
+    (the kernel is commutative), so one-sided k-NN misses inside a batch cannot
+    make two densities disagree.
+    """
+    m = len(row_labels)
+    rid, lab, w = h.row_ids(), h.labels, h.weights
+    sorter = np.argsort(row_labels)
+    pos = np.minimum(np.searchsorted(row_labels[sorter], lab), m - 1)
+    inner = row_labels[sorter][pos] == lab
+    col = sorter[pos[inner]]
+    ri, wi = rid[inner], w[inner]
+    both_r = np.concatenate([ri, col])
+    both_c = np.concatenate([col, ri])
+    both_w = np.concatenate([wi, wi])
+    _, first = np.unique(both_r * m + both_c, return_index=True)
+    rows = np.concatenate([rid[~inner], both_r[first]])
+    labels = np.concatenate([lab[~inner], row_labels[both_c[first]]])
+    weights = np.concatenate([w[~inner], both_w[first]])
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(h.rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=h.rows), out=indptr[1:])
+    return Neighbourhoods(indptr, labels[order], weights[order])
+
+
 @dataclass(slots=True)
 class SearchStats:
     cap_hits: int = 0  # rows whose k reached max_k with the k-th neighbour still inside epsilon
@@ -74,9 +113,14 @@ class RangeSearcher:
     epsilon: float
     initial_k: int = 32
     max_k: int = 4096
-    ef: int = 64
+    ef: int = 64  # hnswlib's beam width beyond k
+    hint_factor: float = 1.05  # next k = this x the largest neighbour count among the neighbours found, + 8
     threads: int = 1
     stats: SearchStats = field(default_factory=SearchStats)
+
+    def beam(self, k: int) -> int:
+        """hnswlib's ef for a k-NN query of k: k plus a margin (ef == k drops in-range neighbours)."""
+        return int(k + self.ef)
 
     # ------------------------------------------------------------------ brute force
     def brute(
@@ -114,8 +158,13 @@ class RangeSearcher:
         counts_of: Callable[[np.ndarray], np.ndarray],
         vectors_of: Callable[[np.ndarray], np.ndarray],
         all_live: Callable[[], tuple[np.ndarray, np.ndarray]],
+        exclude: np.ndarray | None = None,
     ) -> Neighbourhoods:
-        """k-NN with growing k per row; ``counts_of`` maps labels to known neighbour counts."""
+        """k-NN with growing k per row; ``counts_of`` maps labels to known neighbour counts.
+
+        Labels in ``exclude`` (the batch itself, searched exactly by the caller) are
+        left out of the result, though they still count towards k.
+        """
         threshold = self.epsilon + GUARD
         nq = len(queries)
         groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -124,9 +173,10 @@ class RangeSearcher:
         todo = np.arange(nq, dtype=np.int64)
         while todo.size:
             next_rows: list[np.ndarray] = []
-            for k in np.unique(k_of[todo]):
-                rows = todo[k_of[todo] == k]
-                index.set_ef(int(max(self.ef, k)))
+            current = k_of[todo]  # a copy: k_of changes below for the next round
+            for k in np.unique(current):
+                rows = todo[current == k]
+                index.set_ef(self.beam(int(k)))
                 try:
                     labels, dists = index.knn_query(queries[rows], k=int(k), num_threads=self.threads)
                 except RuntimeError:
@@ -134,7 +184,8 @@ class RangeSearcher:
                     brute_rows.append(rows)
                     continue
                 self.stats.knn_calls += 1
-                # k == n_live returned every live element: nothing can be left outside.
+                # A row is complete once its k-th neighbour lies beyond the radius (k == n_live
+                # returned every live element: nothing can be left outside).
                 still_inside = (dists[:, -1] <= threshold) & (k < n_live)
                 if (~still_inside).any():
                     groups.append((rows[~still_inside], labels[~still_inside], dists[~still_inside]))
@@ -146,8 +197,10 @@ class RangeSearcher:
                     continue
                 # Every returned neighbour is inside the radius; its own neighbour count is
                 # the best guess of how many this row has.
-                hint = counts_of(labels[still_inside]).max(axis=1).astype(np.float64) + 1.0
-                want = np.maximum(2.0 * k, hint * 1.25 + 16.0)
+                found = labels[still_inside]
+                in_range = dists[still_inside] <= threshold
+                hint = np.where(in_range, counts_of(found), 0).max(axis=1).astype(np.float64) + 1.0
+                want = np.maximum(2.0 * k, hint * self.hint_factor + 8.0)
                 grown = np.minimum(_bucket(want), min(self.max_k, n_live))
                 open_rows = rows[still_inside]
                 k_of[open_rows] = grown
@@ -158,7 +211,7 @@ class RangeSearcher:
             self.stats.brute_rows += len(rows)
             db, db_labels = all_live()
             groups.extend(self._brute_groups(db, db_labels, queries, rows))
-        return self._finish(groups, queries, self_labels, vectors_of)
+        return self._finish(groups, queries, self_labels, vectors_of, exclude)
 
     # ------------------------------------------------------------------ assembly
     def _finish(
@@ -167,6 +220,7 @@ class RangeSearcher:
         queries: np.ndarray,
         self_labels: np.ndarray,
         vectors_of: Callable[[np.ndarray], np.ndarray],
+        exclude: np.ndarray | None = None,
     ) -> Neighbourhoods:
         nq = len(queries)
         threshold = self.epsilon + GUARD
@@ -174,6 +228,8 @@ class RangeSearcher:
         for rows, labels, dists in groups:
             labels = labels.astype(np.uint64, copy=False)
             mask = (dists.astype(np.float64) <= threshold) & (labels != self_labels[rows].astype(np.uint64)[:, None])
+            if exclude is not None and len(exclude):
+                mask &= ~np.isin(labels, exclude)
             row_parts.append(np.repeat(rows, mask.sum(axis=1)))
             label_parts.append(labels[mask])
             dist_parts.append(dists[mask])
@@ -199,9 +255,9 @@ class RangeSearcher:
 
 
 def _bucket(k: np.ndarray) -> np.ndarray:
-    """Round k up to a few sizes so rows share knn calls: multiples of 32, 128 from 512, 512 from 4096."""
+    """Round k up to a few sizes so rows share knn calls: multiples of 16, 64 from 1024, 256 from 4096."""
     k = np.ceil(k).astype(np.int64)
-    step = np.where(k < 512, 32, np.where(k < 4096, 128, 512))
+    step = np.where(k < 1024, 16, np.where(k < 4096, 64, 256))
     return -(-k // step) * step
 
 
