@@ -29,27 +29,54 @@ def _insert(idx: FunctionIndex, vectors: np.ndarray, start: int, sizes: list[int
     return out
 
 
+DIM = 384
+
+
 @pytest.fixture(scope="module")
 def dense() -> object:
-    # 3000 logs, 8 clusters (~370 neighbours each within epsilon), 40 isolated points.
-    return clustered(3000, 128, 8, spread=0.5, isolated=40, seed=4)
+    # 3000 logs at 384-d, 8 clusters (~350 neighbours each within epsilon), 30 isolated points.
+    return clustered(3000, DIM, 8, spread=0.5, isolated=30, seed=3)
 
 
 def test_streaming_densities_equal_exact_on_dense_clusters_through_hnsw(dense) -> None:
-    idx = FunctionIndex(128, IndexParams(epsilon=EPS, exact_threshold=256))
-    slots = np.concatenate(_insert(idx, dense.vectors, 0, [1, 13, 250, 700, 96]))
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=256))
+    slots = np.concatenate(_insert(idx, dense.vectors, 0, [1, 13, 250, 700, 96, 500]))
     ref, ref_count = exact_densities(dense.vectors, EPS)
     got = from_fixed(idx.cols.density[slots])
 
     assert idx.mode == "hnsw" and idx.searcher.stats.knn_calls > 0, "the HNSW path must be exercised"
+    assert len(idx._orphans) > 0, "this data leaves elements HNSW cannot reach: their handling is exercised too"
     assert np.median(ref_count) > 300, "dense regions should have hundreds of neighbours"
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
     assert np.array_equal(idx.cols.count[slots], ref_count)
     assert (ref_count[dense.labels == -1] == 0).all() and (got[dense.labels == -1] == 0).all()
 
 
+def test_orphans_are_the_elements_search_cannot_reach(dense) -> None:
+    """What _find_orphans reports equals what a breadth-first walk of hnswlib's level 0 cannot reach."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=256))
+    _insert(idx, dense.vectors, 0, [500])
+    state, block = idx._level0()
+    count, m0 = block.shape[0], int(state["max_M0"])
+    lengths = np.ascontiguousarray(block[:, :2]).view(np.uint16).ravel()
+    links = np.ascontiguousarray(block[:, 4 : 4 + 4 * m0]).view(np.uint32)
+    mask = np.arange(m0)[None, :] < lengths[:, None]
+    graph = csr_matrix((np.ones(int(mask.sum())), (np.repeat(np.arange(count), lengths), links[mask])), shape=(count, count))
+    reached = breadth_first_order(graph, int(state["enterpoint_node"]), directed=True, return_predecessors=False)
+    unreachable = np.setdiff1d(np.arange(count), reached)
+    labels = np.ascontiguousarray(block[:, int(state["label_offset"]) : int(state["label_offset"]) + 8]).view(np.uint64).ravel()
+    assert sorted(idx._orphans.tolist()) == sorted(labels[unreachable].tolist())
+    assert len(unreachable) > 0
+    idx._hnsw.set_ef(400)
+    found, _ = idx._hnsw.knn_query(idx._orphan_vectors, k=50)
+    assert not np.isin(idx._orphans, found).any(), "HNSW search indeed never returns them"
+
+
 def test_evictions_subtract_and_reused_slots_stay_exact(dense) -> None:
-    idx = FunctionIndex(128, IndexParams(epsilon=EPS, exact_threshold=256))
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=256))
     first = np.concatenate(_insert(idx, dense.vectors[:2000], 0, [400]))
     gone = first[::3]  # evict a third, spread over all clusters
     stats = idx.evict(gone)
@@ -69,16 +96,16 @@ def test_evictions_subtract_and_reused_slots_stay_exact(dense) -> None:
 def test_densities_are_bit_identical_whatever_the_batching_and_the_path(dense) -> None:
     """Fixed-point sums and one similarity kernel: HNSW in big batches == brute force one by one."""
     v = dense.vectors[:1200]
-    hnsw = FunctionIndex(128, IndexParams(epsilon=EPS, exact_threshold=100))
+    hnsw = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=100))
     _insert(hnsw, v, 0, [500, 300, 400])
-    exact = FunctionIndex(128, IndexParams(epsilon=EPS, exact_threshold=10**9))
+    exact = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=10**9))
     _insert(exact, v, 0, [1, 7, 31])
     assert hnsw.mode == "hnsw" and exact.mode == "exact"
     assert np.array_equal(hnsw.cols.density[:1200], exact.cols.density[:1200])
 
 
 def test_range_cap_truncates_and_is_counted(dense) -> None:
-    idx = FunctionIndex(128, IndexParams(epsilon=EPS, exact_threshold=64, initial_k=16, max_k=64))
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=64, initial_k=16, max_k=64))
     _insert(idx, dense.vectors[:800], 0, [800])  # one exact batch (complete), then the index moves to HNSW
     assert idx.mode == "hnsw"
     ids = np.arange(800, 900, dtype=np.int64)
@@ -96,7 +123,7 @@ def test_range_cap_truncates_and_is_counted(dense) -> None:
 
 def test_save_and_load_continue_exactly(dense, tmp_path: Path) -> None:
     v = dense.vectors[:1500]
-    a = FunctionIndex(128, IndexParams(epsilon=EPS, exact_threshold=256))
+    a = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=256))
     _insert(a, v[:1000], 0, [250])
     a.evict(np.arange(0, 1000, 7))
     meta = a.save(tmp_path, "f0")
@@ -120,7 +147,7 @@ def test_exact_mode_checkpoint_roundtrip(tmp_path: Path) -> None:
 
 
 def test_live_vectors_bulk_read_matches_get_items(dense) -> None:
-    idx = FunctionIndex(128, IndexParams(epsilon=EPS, exact_threshold=64))
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=64))
     _insert(idx, dense.vectors[:600], 0, [300])
     idx.evict(np.arange(0, 600, 5))
     vectors, labels = idx.live_vectors()
