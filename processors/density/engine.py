@@ -138,7 +138,6 @@ class PartitionEngine:
             return [], [Refused(ref, *refused)]
         ts_ms = _millis(log.timestamp_utc)
         outputs, late = self._advance(ts_ms)
-        fn = self.functions.get(log.function_name)  # evaluation never removes functions, but be plain about it
         if fn is None:
             fn = self.functions[log.function_name] = FunctionState(log.function_name)
         if fn.index is None:
@@ -347,12 +346,21 @@ class PartitionEngine:
         out = []
         for name in sorted(self.functions):
             fn = self.functions[name]
-            if fn.index is None:
+            index = fn.index
+            if index is None:
                 continue
-            slots = {msgspec.msgpack.decode(fn.index.payload[s])[0]: s for s in fn.index.live_slots().tolist() if fn.index.payload[s] is not None}
-            order = sorted(fn.published.items(), key=lambda kv: (kv[1] != "steady", -int(fn.index.cols.density[slots[kv[0]]]), kv[0]))  # type: ignore[union-attr]
-            for uuid, strategy in order:
-                out.append(self._sample(fn, fn.index, slots[uuid], strategy, _datetime(fn.watermark_ms or 0)))
+            slot_of = {}
+            for s in index.live_slots().tolist():
+                payload = index.payload[s]
+                if payload is not None:
+                    slot_of[msgspec.msgpack.decode(payload)[0]] = s
+
+            def rank(item: tuple[str, str], index: FunctionIndex = index, slot_of: dict[str, int] = slot_of) -> tuple[bool, int, str]:
+                uuid, strategy = item  # steady first, then by density (densest first)
+                return strategy != "steady", -int(index.cols.density[slot_of[uuid]]), uuid
+
+            for uuid, strategy in sorted(fn.published.items(), key=rank):
+                out.append(self._sample(fn, index, slot_of[uuid], strategy, _datetime(fn.watermark_ms or 0)))
         return out
 
     def summary(self) -> dict[str, Any]:
