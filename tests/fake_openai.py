@@ -2,9 +2,9 @@
 
 It implements the endpoints the trainer uses (``/v1/files``,
 ``/v1/fine_tuning/jobs`` with retrieve, list by metadata, cancel, events and
-checkpoints) with OpenAI's JSON shapes and error bodies.  A job advances one
-state per ``retrieve`` (validating_files → queued → running, one training step
-per poll → succeeded), so tests are deterministic without sleeping; a job's
+checkpoints) with OpenAI's JSON shapes and error bodies.  Each ``retrieve`` answers
+the job's state and then advances it one state (validating_files → queued →
+running, one training step per poll → succeeded), so tests are deterministic without sleeping; a job's
 ``script`` makes it fail part-way instead.  Faults (HTTP 500/429) can be
 injected per path prefix, and every request is recorded.
 """
@@ -34,7 +34,7 @@ class FakeJob:
     n_train: int
     suffix: str | None
     metadata: dict[str, str]
-    script: str  # "succeed" or "fail_after_step"
+    script: str  # "succeed", "fail_after_step" or "stall" (runs until cancelled)
     created_at: int
     status: str = "validating_files"
     step: int = 0
@@ -82,6 +82,7 @@ class FakeOpenAI:
         self.jobs: dict[str, FakeJob] = {}
         self.requests: list[tuple[str, str, bool]] = []  # method, path, authorized
         self.next_script = "succeed"
+        self.scripts: dict[str, str] = {}  # vt_function metadata -> script, else next_script
         self.faults: list[list[Any]] = []  # [method, path prefix, status, remaining]
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -172,8 +173,9 @@ class FakeOpenAI:
             return (200, self._create(json.loads(body or b"{}"))) if method == "POST" else (200, self._list(query))
         job = self.jobs.get(rest[0]) or _raise(_ApiError(404, f"Could not find fine-tune: {rest[0]}", code="fine_tune_not_found"))
         if len(rest) == 1 and method == "GET":
+            body = job.body()  # the state as it is, then time moves on by one step
             self._advance(job)
-            return 200, job.body()
+            return 200, body
         if rest[1:] == ["cancel"] and method == "POST":
             if job.status in ("succeeded", "failed", "cancelled"):
                 raise _ApiError(400, f"Job {job.id} has already completed; it cannot be cancelled.", code="invalid_state")
@@ -223,7 +225,8 @@ class FakeOpenAI:
         job = FakeJob(
             id=f"ftjob-{next(self._ids):06d}", model=req["model"], training_file=tf["id"], validation_file=vf,
             n_epochs=int(hp.get("n_epochs") or 3), n_train=tf["lines"], suffix=req.get("suffix"),
-            metadata=dict(req.get("metadata") or {}), script=self.next_script, created_at=int(time.time()),
+            metadata=dict(req.get("metadata") or {}), created_at=int(time.time()),
+            script=self.scripts.get((req.get("metadata") or {}).get("vt_function", ""), self.next_script),
         )
         job.events.append(_event(job, "info", f"Created fine-tuning job: {job.id}"))
         self.jobs[job.id] = job
@@ -243,6 +246,8 @@ class FakeOpenAI:
             job.status = "running"
             job.events.append(_event(job, "info", "Fine-tuning job started"))
         elif job.status == "running":
+            if job.script == "stall" and job.step >= 1:
+                return  # keeps running until cancelled
             if job.step < job.total_steps:
                 job.step += 1
                 train_loss = round(2.5 / (1 + job.step), 4)

@@ -63,7 +63,7 @@ async def test_full_job_uploads_creates_polls_and_reads_losses(server, tmp_path)
         steps.extend(await t.metrics(pid, steps[-1].step if steps else None))
         if update.status == "succeeded":
             break
-    assert statuses[:3] == ["queued", "running", "running"] and statuses[-1] == "succeeded"
+    assert statuses[:4] == ["validating", "queued", "running", "running"] and statuses[-1] == "succeeded"
     assert update.fine_tuned_model == job.fine_tuned_model and update.fine_tuned_model.startswith(f"ft:{MODEL}")
     # Every step the server reported, exactly once, with its losses.
     assert [(s.step, s.train_loss, s.valid_loss) for s in steps] == [
@@ -100,7 +100,7 @@ async def test_cancel_then_poll_says_cancelled(server, tmp_path) -> None:
     spec = spec_for(tmp_path)
     t = trainer(server)
     pid = await t.start(spec, await t.prepare(spec))
-    assert (await t.poll(pid)).status == "queued"
+    assert (await t.poll(pid)).status == "validating"
     await t.cancel(pid)
     assert (await t.poll(pid)).status == "cancelled"
     with pytest.raises(TrainerError, match="already completed"):
@@ -129,7 +129,7 @@ async def test_server_errors_are_retried_by_the_sdk_then_transient(server, tmp_p
     t = trainer(server)
     pid = await t.start(spec, await t.prepare(spec))
     server.fail_next("GET", f"/v1/fine_tuning/jobs/{pid}", 500, times=1)
-    assert (await t.poll(pid)).status == "queued"  # the SDK retried the 500
+    assert (await t.poll(pid)).status == "validating"  # the SDK retried the 500
     server.fail_next("GET", f"/v1/fine_tuning/jobs/{pid}", 503, times=10)
     with pytest.raises(openai.InternalServerError) as exc:
         await t.poll(pid)
