@@ -345,6 +345,8 @@ def train_cancel(
     path = request_cancel(s.state_dir, function, view.last.job_id)
     out.print(f"cancel request for job {view.last.job_id} written to {path}")
     if view.last.trainer == "openai" and view.last.provider_job_id:
+        import openai
+
         from processors.training.trainers import TrainerError
         from processors.training.trainers.openai_trainer import OpenAITrainer, api_key_from_env
 
@@ -361,7 +363,7 @@ def train_cancel(
             try:
                 asyncio.run(cancel())
                 out.print(f"OpenAI job {view.last.provider_job_id} cancelled at the provider")
-            except (TrainerError, OSError) as exc:
+            except (TrainerError, openai.OpenAIError, OSError) as exc:
                 console.print(f"[yellow]the provider refused or was unreachable:[/yellow] {exc}")
 
 

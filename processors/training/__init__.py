@@ -5,6 +5,13 @@ The seed's public names are kept: :class:`BaseTrainer` (the strategy) and
 """
 
 from .processor import TrainingProcessor
-from .trainers import BaseTrainer, JobSpec, LocalTrainer, OpenAITrainer, TrainerError, build_trainer
+from .trainers import (
+    BaseTrainer,
+    JobSpec,
+    LocalTrainer,
+    OpenAITrainer,
+    TrainerError,
+    build_trainer,
+)
 
 __all__ = ["BaseTrainer", "JobSpec", "LocalTrainer", "OpenAITrainer", "TrainerError", "TrainingProcessor", "build_trainer"]

@@ -26,12 +26,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
+from prometheus_client import CollectorRegistry
 
 from stream import events
 from stream.config import Settings
 from stream.deadletter import INVALID_VALUE
 from stream.events import GoldenSample, TrainingEvent
-from stream.processing import FROM_BEGINNING, Output, Processor, Record, Rejection, Result
+from stream.processing import (
+    FROM_BEGINNING,
+    Output,
+    Processor,
+    Record,
+    Rejection,
+    Result,
+)
 from stream.services import Service
 
 from .cost import Estimate, check_budget, count_tokens, encoding_for, estimate
@@ -45,6 +53,9 @@ log = logging.getLogger(__name__)
 
 JOBS_KEPT_PER_FUNCTION = 20
 EVAL_INTERVAL_S = 1.0
+
+
+CONFIGURED: Any = object()  # "build the trainer from settings.training"
 
 
 class _PartitionState(msgspec.Struct):
@@ -67,14 +78,14 @@ class TrainingProcessor(Processor):
         self,
         settings: Settings,
         *,
-        trainer: BaseTrainer | None | str = "configured",
+        trainer: BaseTrainer | None = CONFIGURED,
         restore_from_topic: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.cfg = settings.training
         self.root = settings.state_dir / "training"
-        self.trainer: BaseTrainer | None = build_trainer(self.cfg) if trainer == "configured" else trainer  # type: ignore[assignment]
+        self.trainer: BaseTrainer | None = build_trainer(self.cfg) if trainer is CONFIGURED else trainer
         self.trainer_kind = self.trainer.kind if self.trainer is not None else "none"
         self._restore = restore_from_topic
         self._clock = clock
@@ -87,7 +98,11 @@ class TrainingProcessor(Processor):
         self._runner: Service | None = None
 
     # ----------------------------------------------------------------- runtime hooks
-    def bind_metrics(self, registry: Any) -> None:
+    @property
+    def restores_from_topic(self) -> bool:
+        return self._restore
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
         self.metrics = TrainingMetrics(registry)
 
     def services(self) -> Sequence[Service]:

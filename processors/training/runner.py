@@ -84,7 +84,7 @@ class JobRunner(Service):
         cdir = cancel_dir(ctx.settings.state_dir)
         try:
             while not ctx.stopping.is_set():
-                if self.proc._restore:  # noqa: SLF001 - the runner is the processor's own service
+                if self.proc.restores_from_topic:
                     parts = await ctx.call(self.proc.partitions_to_restore)
                     if parts:
                         await self._restore(ctx, parts)
