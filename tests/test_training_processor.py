@@ -256,3 +256,15 @@ def test_state_round_trip_and_restore_from_topic_history(tmp_path) -> None:
     (job,) = r.owned_active_jobs()
     assert job.job_id == queued.job_id and job.provider_job_id == "ftjob-7" and job.step == 1
     assert r.tick(NOW + 30).outputs == []
+
+
+def test_a_dataset_that_cannot_be_written_does_not_stop_the_processor(tmp_path) -> None:
+    p = proc(tmp_path, threshold=10)
+    p.root.parent.mkdir(parents=True, exist_ok=True)
+    p.root.write_text("a file where the training directory should be")
+    p.process(records([golden("f", i) for i in range(12)]))
+    assert p.tick(NOW).outputs == []  # logged, held back, no exception
+    p.root.unlink()
+    assert p.tick(NOW + 30).outputs == []  # still held
+    (ev,) = decoded(p.tick(NOW + 61).outputs)
+    assert ev.status == "exported"

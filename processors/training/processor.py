@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 JOBS_KEPT_PER_FUNCTION = 20
 EVAL_INTERVAL_S = 1.0
+RETRY_AFTER_ERROR_S = 60.0
 
 
 CONFIGURED: Any = object()  # "build the trainer from settings.training"
@@ -94,6 +95,7 @@ class TrainingProcessor(Processor):
         self._restored: set[int] = set()
         self._next_eval = 0.0
         self._dirty = True
+        self._held: dict[str, float] = {}  # function -> time before which it is not retried after an error
         self.metrics = TrainingMetrics()
         self._runner: Service | None = None
 
@@ -164,7 +166,14 @@ class TrainingProcessor(Processor):
         self._dirty = False
         self._next_eval = now + EVAL_INTERVAL_S
         for fn in sorted(self.owned_functions()):
-            result.outputs.extend(self._consider(fn, now))
+            if self._held.get(fn, 0.0) > now:
+                continue
+            try:
+                result.outputs.extend(self._consider(fn, now))
+            except Exception:
+                # A disk error writing the dataset must not stop the processor (nor spin every tick).
+                log.exception("%s: building the training decision failed; retrying in %.0fs", fn, RETRY_AFTER_ERROR_S)
+                self._held[fn] = now + RETRY_AFTER_ERROR_S
         self._update_gauges()
         return result
 

@@ -172,7 +172,9 @@ class JobRunner(Service):
             self._tasks[job_id] = asyncio.create_task(self._drive(ctx, rec, self.trainer), name=f"vt-job-{job_id}")
 
     async def _report(self, ctx: ServiceContext, job_id: str, update: JobUpdate) -> bool:
-        result = await ctx.apply(self.proc.job_update, job_id, update)
+        # Shielded: once the processor has taken the update, its events must reach the topic even
+        # if this task is cancelled (shutdown, rebalance); the runtime's lock orders the checkpoint after.
+        result = await asyncio.shield(ctx.apply(self.proc.job_update, job_id, update))
         return bool(result.outputs)
 
     async def _drive(self, ctx: ServiceContext, rec: JobRecord, trainer: BaseTrainer) -> None:
@@ -183,7 +185,10 @@ class JobRunner(Service):
             raise
         except Exception as exc:  # a bug must not leave the job "in flight" forever unnoticed
             log.exception("following job %s failed unexpectedly", rec.job_id)
-            await self._report(ctx, rec.job_id, JobUpdate(status="failed", error=redact(f"{type(exc).__name__}: {exc}")[:2000]))
+            try:
+                await self._report(ctx, rec.job_id, JobUpdate(status="failed", error=redact(f"{type(exc).__name__}: {exc}")[:2000]))
+            except Exception:
+                log.exception("could not record job %s as failed; the next owner will find it in flight", rec.job_id)
 
     async def _drive_inner(self, ctx: ServiceContext, rec: JobRecord, trainer: BaseTrainer) -> None:
         spec = spec_of(rec, self.cfg.epochs)
