@@ -29,8 +29,9 @@ def build_processors(settings: Settings) -> list[Processor]:
     counted and validated by :class:`processors.intake.IntakeCounter`.
     """
     from processors.intake import IntakeCounter
+    from processors.training import TrainingProcessor
 
-    return [IntakeCounter(("executions", "feedback"))]
+    return [IntakeCounter(("executions", "feedback")), TrainingProcessor(settings)]
 
 
 @contextlib.contextmanager

@@ -105,3 +105,11 @@ def dead_letters(records: Records) -> Table | None:
     for (topic, reason), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         table.add_row(str(topic), str(reason), str(n), str(example[(topic, reason)])[:70])
     return table
+
+
+@section(40)
+def training(records: Records) -> RenderableType | None:
+    """Engine 3: the dataset export or the job of each function."""
+    from processors.training.report import summary
+
+    return summary(records)
