@@ -368,7 +368,13 @@ class Runtime:
         loop = asyncio.get_running_loop()
         now = time.time()
         for proc in self.processors:
-            result = await loop.run_in_executor(self._executor, proc.tick, now)
+            try:
+                result = await loop.run_in_executor(self._executor, proc.tick, now)
+            except Exception:
+                # A bug in time-driven work must not stop consumption; it is logged and counted.
+                log.exception("processor %s raised in tick(); continuing", proc.name)
+                self.metrics.processing_errors.labels(proc.name).inc()
+                continue
             await self._produce(result.outputs)
             if result.rejected:
                 log.error("processor %s returned rejections from tick(); they have no input to dead-letter", proc.name)
