@@ -14,7 +14,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 # Where a stateful processor wants to resume a partition when it has no checkpoint.
 FROM_BEGINNING = -2
@@ -99,6 +102,9 @@ class Processor(ABC):
 
     def release(self, topic: str, partition: int) -> None:
         """Forget a partition that was revoked (its state was saved just before)."""
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Create this processor's own metrics in the runtime's registry, so /metrics serves them."""
 
     def status(self) -> dict[str, Any]:
         """A small JSON-able summary for logs and the ready endpoint."""

@@ -65,6 +65,8 @@ class Runtime:
         self.processors = processors
         self.metrics = RuntimeMetrics(registry)
         self.registry = self.metrics.registry
+        for p in processors:
+            p.register_metrics(self.registry)
         self._serve_metrics = serve_metrics
         self.metrics_server: MetricsServer | None = None
         self._by_topic: dict[str, list[Processor]] = {}

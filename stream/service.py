@@ -30,7 +30,12 @@ def build_processors(settings: Settings) -> list[Processor]:
     """
     from processors.intake import IntakeCounter
 
-    return [IntakeCounter(("executions", "feedback"))]
+    processors: list[Processor] = [IntakeCounter(("executions", "feedback"))]
+    if settings.vectorwave.golden_writeback:  # opt-in: needs the vectorwave extra and its store
+        from .vectorwave_bridge.golden import GoldenWriteBack
+
+        processors.append(GoldenWriteBack.from_settings(settings))
+    return processors
 
 
 @contextlib.contextmanager
