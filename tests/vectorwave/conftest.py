@@ -13,6 +13,7 @@ venv`` installs it, so a missing package means a broken install.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ os.environ.update(
         "VECTORIZER": "none",  # never load an embedding model
         "FLUSH_INTERVAL_SECONDS": "0.1",  # VectorWave's batch writer flushes every 0.1 s
         "VECTORWAVE_LITE_PATH": "/nonexistent-until-a-test-sets-it",
+        "VECTORWAVE_RUN_DIR": tempfile.mkdtemp(prefix="vectorwave-run-"),  # its PID file, not in ~/.vectorwave
     }
 )
 
