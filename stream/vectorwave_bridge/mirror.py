@@ -136,6 +136,8 @@ class ExecutionMirror:
         self._tag_keys = vw.tag_keys()
         cls = vw_batch.WeaviateBatchManager
         original = cls.add_object
+        if getattr(original, "_vt_mirror", None) is not None:
+            raise RuntimeError("a VectorWave mirror is already installed in this process (use mirror_executions())")
         mirror = self
 
         def add_object(
@@ -150,6 +152,7 @@ class ExecutionMirror:
             return result
 
         add_object.__wrapped__ = original  # type: ignore[attr-defined]
+        add_object._vt_mirror = self  # type: ignore[attr-defined]
         add_object.__doc__ = original.__doc__
         cls.add_object = add_object  # type: ignore[method-assign]
         self._original = original

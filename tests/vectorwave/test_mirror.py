@@ -12,6 +12,7 @@ from vectorwave import vectorize
 
 from stream import events
 from stream.topic_io import read_topic
+from stream.vectorwave_bridge import mirror_executions
 from stream.vectorwave_bridge.mirror import ExecutionMirror
 
 from .conftest import LiteStore
@@ -26,8 +27,11 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 async def test_decorated_calls_appear_on_the_broker_with_the_stored_uuid(make_settings, topics, lite: LiteStore, hashing_vectorizer) -> None:
     settings = make_settings()
     registry = CollectorRegistry()
-    mirror = ExecutionMirror(settings.bootstrap, topic_prefix=settings.topic_prefix, registry=registry).install()
+    mirror = mirror_executions(settings.bootstrap, settings=settings, registry=registry)  # the one-line opt-in
     try:
+        assert mirror_executions() is mirror  # calling it again is harmless
+        with pytest.raises(RuntimeError, match="already installed"):
+            ExecutionMirror(settings.bootstrap, registry=CollectorRegistry()).install()
 
         @vectorize(capture_return_value=True, capture_inputs=True)
         def summarize(ticket: str, lang: str = "en", api_key: str = "sk-secret") -> dict:
