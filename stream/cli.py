@@ -36,6 +36,8 @@ train_app = typer.Typer(help="Fine-tuning (engine 3): golden datasets and traini
 app.add_typer(topics_app, name="topics")
 app.add_typer(produce_app, name="produce")
 app.add_typer(train_app, name="train")
+import_app = typer.Typer(help="Copy executions stored elsewhere onto the executions topic.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 console = Console(stderr=True)
 out = Console()
@@ -222,6 +224,35 @@ def produce_demo(
             produce_traffic(_need_bootstrap(s), names.physical, stream, rate=rate, duration=duration, on_sent=lambda _i: progress.advance(task))
         )
     out.print(f"sent {sent} events: " + ", ".join(f"{k}={v}" for k, v in sorted(gen.counts.items())))
+
+
+@import_app.command("vectorwave")
+def import_vectorwave(
+    since: Annotated[Optional[str], typer.Option("--since", help="Start at this ISO date/time (UTC) or age (7d, 24h, 90m); optional when resuming.")] = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+    state_dir: StateDir = None,
+    lite_path: Annotated[Optional[Path], typer.Option("--lite-path", help="VectorWave Lite's LanceDB directory (env VT_VECTORWAVE_LITE_PATH; default VectorWave's own).")] = None,
+    page_size: Annotated[Optional[int], typer.Option("--page-size", help="Executions per page (env VT_VECTORWAVE_IMPORT_PAGE_SIZE).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Stop after this many executions; run again to continue.")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Forget the saved cursor and start again at --since.")] = False,
+    vectors: Annotated[bool, typer.Option("--vectors/--no-vectors", help="Copy stored vectors (one extra read per execution).")] = True,
+    sets: Sets = None,
+) -> None:
+    """Copy the executions VectorWave stored onto the executions topic, oldest first.
+
+    Resumable: a cursor (timestamp + UUID, in STATE_DIR/vectorwave/) records how far it
+    got, and each execution is produced once even when a run is interrupted.
+    """
+    from .vectorwave_bridge.importer import run_import
+
+    s = load_settings(
+        bootstrap=bootstrap, topic_prefix=topic_prefix, state_dir=state_dir, sets=sets,
+        **{"vectorwave.lite_path": lite_path, "vectorwave.import_page_size": page_size},
+    )
+    _need_bootstrap(s)
+    _init_logging(s)
+    raise typer.Exit(run_import(s, since=since, restart=restart, limit=limit, include_vectors=vectors, console=console, out=out))
 
 
 @app.command()

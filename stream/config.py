@@ -146,6 +146,54 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VectorWaveSettings:
+    """The VectorWave bridge: the store it reads, the import cursor, the mirror, the golden write-back."""
+
+    mode: str = field(default="", metadata={"help": "VectorWave store: lite or pro; empty = VectorWave's own VECTORWAVE_MODE"})
+    lite_path: Path | None = field(
+        default=None, metadata={"help": "LanceDB directory of VectorWave Lite; unset = VectorWave's VECTORWAVE_LITE_PATH"}
+    )
+    import_page_size: int = field(default=500, metadata={"help": "executions read from VectorWave per page by 'import vectorwave'"})
+    import_overlap_s: float = field(
+        default=120.0, metadata={"help": "re-read this many seconds before the cursor (late writes); duplicates are skipped"}
+    )
+    import_cursor: Path | None = field(
+        default=None, metadata={"help": "cursor file of 'import vectorwave'; unset = STATE_DIR/vectorwave/import-cursor.json"}
+    )
+    mirror_queue_size: int = field(default=10_000, metadata={"help": "executions the mirror buffers before dropping (counted)"})
+    mirror_batch_size: int = field(default=500, metadata={"help": "executions the mirror sends per batch"})
+    golden_writeback: bool = field(
+        default=False, metadata={"help": "register golden samples in VectorWave's golden dataset (run's processor)"}
+    )
+    golden_strategies: tuple[str, ...] = field(
+        default=("steady", "anomaly"), metadata={"help": "which golden strategies to write back"}
+    )
+    golden_remove_on_tombstone: bool = field(
+        default=True, metadata={"help": "remove a sample we registered from VectorWave when it leaves the golden set"}
+    )
+    golden_retry_s: float = field(
+        default=5.0, metadata={"help": "first retry delay when VectorWave does not have the sample's execution yet"}
+    )
+    golden_give_up_s: float = field(
+        default=600.0, metadata={"help": "after this long without its execution in VectorWave, a sample is dead-lettered"}
+    )
+
+    def validate(self) -> None:
+        _check(self.mode in {"", "lite", "pro"}, "vectorwave.mode", f"{self.mode!r} is not lite, pro or empty")
+        _check(self.import_page_size >= 1, "vectorwave.import_page_size", "must be >= 1")
+        _check(self.import_overlap_s >= 0, "vectorwave.import_overlap_s", "must be >= 0")
+        _check(self.mirror_queue_size >= 1, "vectorwave.mirror_queue_size", "must be >= 1")
+        _check(self.mirror_batch_size >= 1, "vectorwave.mirror_batch_size", "must be >= 1")
+        _check(
+            bool(self.golden_strategies) and set(self.golden_strategies) <= {"steady", "anomaly"},
+            "vectorwave.golden_strategies",
+            "must name steady and/or anomaly",
+        )
+        _check(self.golden_retry_s > 0, "vectorwave.golden_retry_s", "must be > 0")
+        _check(self.golden_give_up_s >= self.golden_retry_s, "vectorwave.golden_give_up_s", "must be >= golden_retry_s")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a vector-trainer process needs to know."""
 
@@ -164,6 +212,7 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    vectorwave: VectorWaveSettings = field(default_factory=VectorWaveSettings)
 
     def __post_init__(self) -> None:
         self.validate()

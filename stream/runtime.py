@@ -30,7 +30,7 @@ from .partitioning import function_partitioner
 from .processing import FROM_BEGINNING, FROM_COMMITTED, Output, Processor, Record, Rejection, Result
 from .services import Service, ServiceContext, supervise
 from .state import CheckpointStore
-from .topics import COMPACTED, DLQ, TopicNames
+from .topics import DLQ, TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -278,10 +278,6 @@ class Runtime:
         out = _Batch()
         good: list[Record] = []
         for msg in raw:
-            if msg.value is None and logical in COMPACTED:
-                # A tombstone on a compacted topic (golden, hooks) is meaningful: the key left the set.
-                good.append(Record(logical, tp.partition, msg.offset, msg.key, None, None, msg.timestamp))
-                continue
             decoded = decode_input(logical, msg.value, max_bytes=rt.max_message_bytes, max_vector_dim=rt.max_vector_dim)
             record = Record(
                 topic=logical,
@@ -295,7 +291,7 @@ class Runtime:
             if isinstance(decoded, DecodeFailure):
                 self._dead_letter(out, tp, record, decoded.error_type, decoded.error, None)
             else:
-                good.append(record)
+                good.append(record)  # value None: a tombstone on a compacted topic (the key left the set)
         for proc in self._by_topic.get(logical, []):
             start_at = self._resume.get((proc.name, tp), 0)
             mine = [r for r in good if r.offset >= start_at]

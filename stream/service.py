@@ -31,7 +31,12 @@ def build_processors(settings: Settings) -> list[Processor]:
     from processors.intake import IntakeCounter
     from processors.training import TrainingProcessor
 
-    return [IntakeCounter(("executions", "feedback")), TrainingProcessor(settings)]
+    processors: list[Processor] = [IntakeCounter(("executions", "feedback")), TrainingProcessor(settings)]
+    if settings.vectorwave.golden_writeback:  # opt-in: needs the vectorwave extra and its store
+        from .vectorwave_bridge.golden import GoldenWriteBack
+
+        processors.append(GoldenWriteBack.from_settings(settings))
+    return processors
 
 
 @contextlib.contextmanager
