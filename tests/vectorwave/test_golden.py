@@ -164,8 +164,9 @@ def test_only_selected_strategies_are_written_back(lite: LiteStore) -> None:
 
 
 def test_run_registers_the_writeback_only_when_enabled(make_settings, lite: LiteStore) -> None:
-    assert [p.name for p in build_processors(make_settings())] == ["intake"]
+    assert "vectorwave-golden" not in [p.name for p in build_processors(make_settings())]
     from stream.config import VectorWaveSettings
 
     on = make_settings(vectorwave=VectorWaveSettings(golden_writeback=True, mode="lite", lite_path=lite.path))
-    assert [p.name for p in build_processors(on)] == ["intake", "vectorwave-golden"]
+    names = [p.name for p in build_processors(on)]
+    assert names.count("vectorwave-golden") == 1 and names[-1] == "vectorwave-golden"
