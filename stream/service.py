@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
 
 from .broker import EmbeddedBroker
 from .config import Settings
@@ -22,15 +25,31 @@ from .topics import TopicNames, ensure_topics
 log = logging.getLogger(__name__)
 
 
-def build_processors(settings: Settings) -> list[Processor]:
-    """Every processor ``run`` starts, each owning its input topics.
+def build_processors(settings: Settings, registry: CollectorRegistry | None = None) -> list[Processor]:
+    """Every processor ``run`` starts, each owning its input topics; their metrics go to ``registry``.
 
     Engines whose issue has not landed are absent; their input topics are only
     counted and validated by :class:`processors.intake.IntakeCounter`.
     """
+    from processors.feedback.processor import FeedbackProcessor
+    from processors.feedback.release import SIGNING_KEY_ENV
     from processors.intake import IntakeCounter
 
-    return [IntakeCounter(("executions", "feedback"))]
+    proposer = None
+    if settings.feedback.llm_enabled:
+        from processors.feedback.llm import LLMRuleProposer
+
+        proposer = LLMRuleProposer(
+            model=settings.feedback.llm_model, base_url=settings.feedback.llm_base_url, timeout_s=settings.feedback.llm_timeout_s
+        )
+    feedback = FeedbackProcessor(
+        settings.feedback,
+        store_dir=settings.state_dir / "hooks",
+        signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
+        registry=registry,
+        proposer=proposer,
+    )
+    return [IntakeCounter(("executions",)), feedback]
 
 
 @contextlib.contextmanager
@@ -56,7 +75,8 @@ async def serve(settings: Settings, processors: list[Processor] | None = None) -
     assert settings.bootstrap is not None
     created = await ensure_topics(settings.bootstrap, TopicNames(settings.topic_prefix), settings.partitions, settings.replication_factor)
     log.info("topics: %s", ", ".join(f"{t} ({s})" for t, s in sorted(created.items())))
-    runtime = Runtime(settings, processors if processors is not None else build_processors(settings))
+    registry = CollectorRegistry()
+    runtime = Runtime(settings, processors if processors is not None else build_processors(settings, registry), registry=registry)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(runtime, sig))

@@ -105,3 +105,35 @@ def dead_letters(records: Records) -> Table | None:
     for (topic, reason), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         table.add_row(str(topic), str(reason), str(n), str(example[(topic, reason)])[:70])
     return table
+
+
+@section(30)
+def hook_versions(records: Records) -> Table | None:
+    """Engine 2: every hook release on the topic with its validation (held-out = pairs never used to synthesise)."""
+    releases = _values(records.get("hooks", []), "hooks")
+    if not releases:
+        return None
+    table = Table(title="Prompt hooks (validation against fixed_output: no hook → hook)", title_justify="left")
+    for col in ("function", "version", "rules", "pairs (held out)", "exact match", "similarity", "held-out exact", "held-out similarity"):
+        table.add_column(col, justify="left" if col == "function" else "right")
+
+    def arrow(a: float, b: float) -> str:
+        return f"{a:.2f} → {b:.2f}"
+
+    seen = set()
+    for r in sorted(releases, key=lambda r: (r["function_name"], r["version"])):
+        if (r["function_name"], r["version"], r["sha256"]) in seen:
+            continue
+        seen.add((r["function_name"], r["version"], r["sha256"]))
+        v = r["validation"]
+        table.add_row(
+            r["function_name"],
+            f"v{r['version']}" + (f" (rollback to v{r['rollback_of']})" if r.get("rollback_of") else ""),
+            str(len(r["rules"])),
+            f"{v['pairs']} ({v.get('heldout_pairs', 0)})",
+            arrow(v.get("exact_match_before", 0.0), v.get("exact_match_after", 0.0)),
+            arrow(v.get("similarity_before", 0.0), v.get("similarity_after", 0.0)),
+            arrow(v.get("heldout_exact_match_before", 0.0), v.get("heldout_exact_match_after", 0.0)),
+            arrow(v.get("heldout_similarity_before", 0.0), v.get("heldout_similarity_after", 0.0)),
+        )
+    return table
