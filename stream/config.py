@@ -87,6 +87,10 @@ class FeedbackSettings:
     max_delay_s: float = field(default=10.0, metadata={"help": "longest wait for re-synthesis under steady feedback"})
     max_pairs_per_function: int = field(default=2000, metadata={"help": "newest pairs kept per function"})
     max_rules: int = field(default=40, metadata={"help": "most rules in one hook"})
+    revalidate_growth: float = field(
+        default=2.0,
+        metadata={"help": "re-release unchanged rules with a fresh validation once a function's pairs grew by this factor; 0 = never"},
+    )
     max_output_chars: int = field(default=20_000, metadata={"help": "longer outputs are dead-lettered (oversize)"})
     llm_enabled: bool = field(default=False, metadata={"help": "also ask an LLM (openai SDK) to propose rules"})
     llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint; unset = api.openai.com"})
@@ -101,6 +105,7 @@ class FeedbackSettings:
         _check(self.max_delay_s >= self.debounce_s, "feedback.max_delay_s", "must be >= feedback.debounce_s")
         _check(self.max_pairs_per_function >= 10, "feedback.max_pairs_per_function", "must be >= 10")
         _check(1 <= self.max_rules <= 200, "feedback.max_rules", "must be 1..200")
+        _check(self.revalidate_growth == 0 or self.revalidate_growth > 1, "feedback.revalidate_growth", "must be 0 or > 1")
         _check(self.max_output_chars >= 100, "feedback.max_output_chars", "must be >= 100")
         _check(self.llm_timeout_s > 0, "feedback.llm_timeout_s", "must be > 0")
 

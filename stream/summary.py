@@ -113,13 +113,13 @@ def hook_versions(records: Records) -> Table | None:
     releases = _values(records.get("hooks", []), "hooks")
     if not releases:
         return None
-    table = Table(title="Prompt hooks (validation against fixed_output: no hook → hook)", title_justify="left")
-    for col in ("function", "version", "rules", "pairs (held out)", "exact match", "similarity", "held-out exact", "held-out similarity"):
-        table.add_column(col, justify="left" if col == "function" else "right")
-
-    def arrow(a: float, b: float) -> str:
-        return f"{a:.2f} → {b:.2f}"
-
+    table = Table(
+        title="Prompt hooks: validation against fixed_output, no hook → hook (held-out pairs were never used to synthesise)",
+        title_justify="left",
+    )
+    table.add_column("function", no_wrap=True)
+    for col in ("version", "rules", "pairs", "held out", "held-out exact", "held-out similarity", "exact (all)"):
+        table.add_column(col, justify="right")
     seen = set()
     for r in sorted(releases, key=lambda r: (r["function_name"], r["version"])):
         if (r["function_name"], r["version"], r["sha256"]) in seen:
@@ -130,10 +130,10 @@ def hook_versions(records: Records) -> Table | None:
             r["function_name"],
             f"v{r['version']}" + (f" (rollback to v{r['rollback_of']})" if r.get("rollback_of") else ""),
             str(len(r["rules"])),
-            f"{v['pairs']} ({v.get('heldout_pairs', 0)})",
-            arrow(v.get("exact_match_before", 0.0), v.get("exact_match_after", 0.0)),
-            arrow(v.get("similarity_before", 0.0), v.get("similarity_after", 0.0)),
-            arrow(v.get("heldout_exact_match_before", 0.0), v.get("heldout_exact_match_after", 0.0)),
-            arrow(v.get("heldout_similarity_before", 0.0), v.get("heldout_similarity_after", 0.0)),
+            str(v["pairs"]),
+            str(v.get("heldout_pairs", 0)),
+            f"{v.get('heldout_exact_match_before', 0.0):.2f}→{v.get('heldout_exact_match_after', 0.0):.2f}",
+            f"{v.get('heldout_similarity_before', 0.0):.2f}→{v.get('heldout_similarity_after', 0.0):.2f}",
+            f"{v.get('exact_match_before', 0.0):.2f}→{v.get('exact_match_after', 0.0):.2f}",
         )
     return table

@@ -12,7 +12,7 @@ from processors.feedback.admin import rollback_release
 from processors.feedback.processor import FeedbackProcessor
 from processors.feedback.release import build_release
 from processors.feedback.hookgen import HookScriptGenerator
-from processors.feedback.rules import ReplacePhrase, StripPrefix, rule_key
+from processors.feedback.rules import ReplacePhrase, StripPrefix, behaviour, rule_key
 from processors.feedback.versions import VersionStore
 from stream.config import FeedbackSettings
 from stream.events import Feedback, HookRelease, HookValidation, decode, encode
@@ -184,8 +184,14 @@ def test_state_survives_a_checkpoint_and_a_new_instance(tmp_path: Path) -> None:
     fresh.load_state("hooks", 0, ckpt / "hooks")
     assert fresh.status()["functions"]["answer_faq"] == {"pairs": len(fbs), "version": 1, "pending": True}
     assert fresh.current("answer_faq") == release
-    # The pending pairs are synthesised after the restart; nothing changed, so no release.
-    assert fresh.tick(clock2.now + 5).outputs == []
+    # The pending pairs are synthesised after the restart: the rules are unchanged, but the pairs grew
+    # five-fold, so the same rules are re-released with a validation on every pair.
+    (refresh,) = _releases(fresh.tick(clock2.now + 5).outputs).values()
+    assert behaviour(refresh.rules) == behaviour(release.rules)
+    assert (refresh.version, refresh.parent_version, refresh.validation.pairs) == (2, 1, len(fbs))
+    assert release.validation.pairs == 40
+    fresh.process(_records(fbs[:5], 900))  # replays: nothing new
+    assert fresh.tick(clock2.now + 60).outputs == []
     fresh.release("feedback", 0)
     assert fresh.status()["functions"] == {}
 

@@ -5,7 +5,8 @@
 * ``tick`` re-synthesises a dirty function once it has been quiet for
   ``debounce_s`` (or waited ``max_delay_s``), validates the candidate against the
   current release and publishes a new ``HookRelease`` only if it changes behaviour
-  and passes validation.
+  (or, with unchanged rules, once the pairs grew ``revalidate_growth``-fold, so the
+  published validation scores stay representative) and passes validation.
 * ``hooks`` records (this engine's own releases, the CLI's rollbacks, releases of a
   previous owner of the partition) tell it the newest version of each function, so
   version numbers stay monotonic and rollbacks' vetoes are honoured.  A release that
@@ -192,7 +193,7 @@ class FeedbackProcessor(Processor):
             extra = self.proposer.propose(fn, train)
             self.metrics.llm_proposals.labels(self.metrics.fn(fn)).inc(len(extra))
         synthesis = self.synthesizer.synthesize(train, current=current_rules, vetoed=vetoed, extra=extra)
-        if behaviour(synthesis.rules) == behaviour(current_rules):
+        if behaviour(synthesis.rules) == behaviour(current_rules) and not self._stale(current, len(pairs)):
             return None
         report = validate(synthesis.rules, current_rules, pairs, self.settings.heldout_fraction)
         if not report.ok:
@@ -215,6 +216,11 @@ class FeedbackProcessor(Processor):
             fn, release.version, len(release.rules), report.summary(), "\n  ".join(describe(r) for r in release.rules),
         )
         return Output("hooks", fn.encode("utf-8"), encode(release))
+
+    def _stale(self, current: HookRelease | None, pairs: int) -> bool:
+        """Whether the current release's validation covers so few of today's pairs that it is worth refreshing."""
+        growth = self.settings.revalidate_growth
+        return current is not None and growth > 0 and pairs >= growth * max(1, current.validation.pairs)
 
     def _build(self, fn: str, version: int, rules: list[Any], validation: Any, created_at: Any, parent: int | None, vetoed: list[Any]) -> HookRelease:
         return build_release(
