@@ -114,12 +114,17 @@ def hook_versions(records: Records) -> Table | None:
     if not releases:
         return None
     table = Table(
-        title="Prompt hooks: validation against fixed_output, no hook → hook (held-out pairs were never used to synthesise)",
+        title="Prompt hooks: share of answers equal to the user's fix, no hook → hook\n"
+        "(held out = pairs never used to synthesise; sim. = mean word-level similarity)",
         title_justify="left",
     )
     table.add_column("function", no_wrap=True)
-    for col in ("version", "rules", "pairs", "held out", "held-out exact", "held-out similarity", "exact (all)"):
+    for col in ("hook", "rules", "pairs (held out)", "held-out exact", "held-out sim.", "all exact"):
         table.add_column(col, justify="right")
+
+    def pct(v: dict[str, float], name: str) -> str:
+        return f"{v.get(name + '_before', 0.0):.0%}→{v.get(name + '_after', 0.0):.0%}"
+
     seen = set()
     for r in sorted(releases, key=lambda r: (r["function_name"], r["version"])):
         if (r["function_name"], r["version"], r["sha256"]) in seen:
@@ -130,10 +135,9 @@ def hook_versions(records: Records) -> Table | None:
             r["function_name"],
             f"v{r['version']}" + (f" (rollback to v{r['rollback_of']})" if r.get("rollback_of") else ""),
             str(len(r["rules"])),
-            str(v["pairs"]),
-            str(v.get("heldout_pairs", 0)),
-            f"{v.get('heldout_exact_match_before', 0.0):.2f}→{v.get('heldout_exact_match_after', 0.0):.2f}",
-            f"{v.get('heldout_similarity_before', 0.0):.2f}→{v.get('heldout_similarity_after', 0.0):.2f}",
-            f"{v.get('exact_match_before', 0.0):.2f}→{v.get('exact_match_after', 0.0):.2f}",
+            f"{v['pairs']} ({v.get('heldout_pairs', 0)})",
+            pct(v, "heldout_exact_match"),
+            pct(v, "heldout_similarity"),
+            pct(v, "exact_match"),
         )
     return table
