@@ -7,11 +7,13 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from processors.feedback.hookgen import TEMPLATE_PATH, HookModuleError, HookScriptGenerator, rules_json
+from processors.feedback.pairs import Pair
 from processors.feedback.release import BAD_MODULE, BAD_SHA256, BAD_SIGNATURE, UNSIGNED, ReleaseError, build_release, verify_release
 from processors.feedback.rules import AddPrefix, AddSuffix, DeletePhrase, ReplacePhrase, StripPrefix, StripSuffix, apply_output, to_data
 from processors.feedback.synthesizer import RuleSetSynthesizer
@@ -133,7 +135,7 @@ def test_hook_decorator_wraps_sync_and_async_calls(tmp_path: Path) -> None:
 def _release(**kw):  # type: ignore[no-untyped-def]
     return build_release(
         HookScriptGenerator(), function_name="fn", version=3, rules=[ReplacePhrase(old="a", new="b")],
-        validation=HookValidation(pairs=1), created_at=__import__("datetime").datetime(2026, 1, 1), parent_version=2, **kw,
+        validation=HookValidation(pairs=1), created_at=datetime(2026, 1, 1), parent_version=2, **kw,
     )
 
 
@@ -166,11 +168,8 @@ def test_release_digest_signature_and_consistency_are_verified() -> None:
     assert reason(resigned, "k3y-for-tests") == BAD_SIGNATURE  # the signature covers the lineage
 
 
-def test_rendering_is_deterministic() -> None:
-    pairs_rules = RuleSetSynthesizer(min_support=1).synthesize(
-        [__import__("processors.feedback.pairs", fromlist=["Pair"]).Pair(u, "Hi. x", "x") for u in uuids(3)]
-    ).rules
-    a = _release()
-    b = _release()
-    assert encode(a) == encode(b)
-    assert rules_json(pairs_rules) == rules_json(list(pairs_rules))
+def test_rendering_is_deterministic_and_rules_json_is_canonical() -> None:
+    assert encode(_release()) == encode(_release())
+    rules = RuleSetSynthesizer(min_support=1).synthesize([Pair(u, f"Hi. x{i}", f"x{i}") for i, u in enumerate(uuids(3))]).rules
+    assert rules and rules_json(rules).isascii()
+    assert json.loads(rules_json(rules)) == to_data(rules)

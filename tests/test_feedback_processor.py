@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from processors.feedback.admin import rollback_release
+from processors.feedback.hookgen import HookScriptGenerator
 from processors.feedback.processor import FeedbackProcessor
 from processors.feedback.release import build_release
-from processors.feedback.hookgen import HookScriptGenerator
 from processors.feedback.rules import ReplacePhrase, StripPrefix, behaviour, rule_key
 from processors.feedback.versions import VersionStore
 from stream.config import FeedbackSettings

@@ -171,8 +171,11 @@ def sentence_ends(text: str) -> list[int]:
     """Offsets just after each sentence's closing punctuation (a trailing fragment counts as a sentence)."""
     ends: list[int] = []
     for match in re.finditer(r"[.!?]+(?=\s|$)", text):
-        word = re.search(r"([\w.]+)$", text[: match.start()])
-        if match.group(0) == "." and word and (word.group(1).lower() in _ABBREVIATIONS or len(word.group(1)) == 1):
+        start = match.start()
+        while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
+            start -= 1
+        word = text[start : match.start()]
+        if match.group(0) == "." and word and (word.lower() in _ABBREVIATIONS or len(word) == 1):
             continue  # "Mr." or an initial, not the end of a sentence
         ends.append(match.end())
     if not ends or text[ends[-1] :].strip():

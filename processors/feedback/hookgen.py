@@ -78,7 +78,7 @@ class HookScriptGenerator:
     def __init__(self, template_path: Path = TEMPLATE_PATH) -> None:
         self.template = template_path.read_text(encoding="utf-8")
         self._template_dump = _blank(ast.parse(self.template))
-        for name, (line, comment) in _LINES.items():
+        for line, comment in _LINES.values():
             if self.template.count(f"\n{line}{comment}\n") != 1:
                 raise HookModuleError(f"the template must hold the line {line!r} exactly once")
 
