@@ -168,3 +168,18 @@ def test_synthesized_rules_never_make_a_training_pair_worse(raw: list[tuple[list
     result = RuleSetSynthesizer(min_support=2).synthesize(pairs)
     for p in pairs:
         assert similarity(apply_output(result.rules, p.bad), p.fixed) >= similarity(p.bad, p.fixed) - 1e-9
+
+
+def test_large_windows_keep_the_true_rules_despite_garbled_variants() -> None:
+    """At 2000 pairs, one-off edits next to a systematic one reach min_support as variants
+    ("promptly -- Support Team", "Hello! … The customer"); the true rules must still win."""
+    pairs = traffic_pairs(seed=9, events=80000)
+    want = {
+        "summarize_ticket": [StripPrefix(text=GREETING), ReplacePhrase(old="customer", new="client")],
+        "answer_faq": [StripSuffix(text=PADDING), AddSuffix(text=" -- Support Team")],
+    }
+    for fn, rules in want.items():
+        train, heldout = split(pairs[fn][:2000], 0.2)
+        result = RuleSetSynthesizer().synthesize(train)
+        assert any(s.proposed_by >= 3 and s.verdict != "kept" for s in result.candidates)  # the variants exist
+        assert _keys(result.rules) == _keys(rules), fn

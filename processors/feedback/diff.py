@@ -72,7 +72,17 @@ def similarity(a: str, b: str) -> float:
     This is the score validation uses.  At word level, a rule that swaps one wrong
     word for another wrong word is neutral, never "worse" by a letter's accident.
     """
-    return float(Indel.normalized_similarity([t.text for t in tokenize(a)], [t.text for t in tokenize(b)]))
+    return float(Indel.normalized_similarity(words(a), words(b)))
+
+
+def words(text: str) -> list[str]:
+    """The token texts :func:`similarity` compares (cache them for a text scored many times)."""
+    return _TOKEN.findall(text)
+
+
+def similarity_to(a: str, b_words: list[str]) -> float:
+    """:func:`similarity` against a text already split with :func:`words`."""
+    return float(Indel.normalized_similarity(_TOKEN.findall(a), b_words))
 
 
 class FeedbackDiffAnalyzer:
