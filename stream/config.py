@@ -68,6 +68,83 @@ class RuntimeSettings:
         _check(self.send_retry_backoff_s > 0, "runtime.send_retry_backoff_s", "must be > 0")
 
 
+# USD per 1M *training* tokens, as published by OpenAI for supervised fine-tuning when this
+# was written.  Prices change: override with VT_TRAINING_PRICES="model=usd,model=usd".
+DEFAULT_TRAINING_PRICES: dict[str, float] = {
+    "gpt-4o-mini-2024-07-18": 3.0,
+    "gpt-4o-2024-08-06": 25.0,
+    "gpt-4.1-2025-04-14": 25.0,
+    "gpt-4.1-mini-2025-04-14": 5.0,
+    "gpt-4.1-nano-2025-04-14": 1.5,
+    "gpt-3.5-turbo-0125": 8.0,
+}
+TRAINERS = ("none", "openai", "local")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSettings:
+    """Engine 3: when to fine-tune, what it may cost, and which trainer runs the job.
+
+    The API key is deliberately not a setting (settings are printed by ``vector-trainer
+    config``): it is read from ``VT_TRAINING_API_KEY`` or ``OPENAI_API_KEY`` when the
+    OpenAI trainer is built.
+    """
+
+    trainer: str = field(
+        default="none", metadata={"help": "none (export the dataset only), openai or local (transformers + peft LoRA)"}
+    )
+    threshold: int = field(default=50, metadata={"help": "golden samples new since the last job that trigger a job"})
+    cooldown_s: float = field(default=3600.0, metadata={"help": "minimum seconds between two jobs of one function"})
+    min_train_examples: int = field(default=10, metadata={"help": "fewest training examples a job may have (OpenAI: 10)"})
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "share of samples held out for validation (split by hash of uuid)"}
+    )
+    epochs: int = field(default=3, metadata={"help": "training epochs (n_epochs)"})
+    base_model: str = field(default="gpt-4o-mini-2024-07-18", metadata={"help": "model to fine-tune"})
+    prices: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_TRAINING_PRICES),
+        metadata={"help": "USD per 1M training tokens by model (model=usd,...); a model not listed is refused"},
+    )
+    tokenizer_encoding: str = field(
+        default="auto", metadata={"help": "offline token counting: auto (from the model), o200k_base or cl100k_base"}
+    )
+    max_job_usd: float = field(default=20.0, metadata={"help": "refuse a job whose estimated cost is above this"})
+    max_day_usd: float = field(default=50.0, metadata={"help": "refuse jobs once today's (UTC) estimated spend would pass this"})
+    openai_base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint; unset = the SDK's default (api.openai.com)"}
+    )
+    openai_timeout_s: float = field(default=60.0, metadata={"help": "timeout of one OpenAI API request"})
+    suffix: str = field(default="vt", metadata={"help": "suffix of fine-tuned model names (OpenAI)"})
+    poll_initial_s: float = field(default=5.0, metadata={"help": "first wait between two polls of a running job"})
+    poll_max_s: float = field(default=120.0, metadata={"help": "longest wait between two polls (back-off cap)"})
+    local_model_path: Path | None = field(
+        default=None, metadata={"help": "local causal LM directory for trainer=local (no download happens)"}
+    )
+    local_lora_r: int = field(default=8, metadata={"help": "LoRA rank for trainer=local"})
+    local_learning_rate: float = field(default=2e-4, metadata={"help": "learning rate for trainer=local"})
+    local_max_length: int = field(default=512, metadata={"help": "tokens per example kept by trainer=local"})
+
+    def validate(self) -> None:
+        _check(self.trainer in TRAINERS, "training.trainer", f"{self.trainer!r} is not one of {', '.join(TRAINERS)}")
+        _check(self.threshold >= 1, "training.threshold", "must be >= 1")
+        _check(self.cooldown_s >= 0, "training.cooldown_s", "must be >= 0")
+        _check(self.min_train_examples >= 10, "training.min_train_examples", "must be >= 10 (OpenAI's minimum)")
+        _check(0 <= self.validation_fraction < 0.5, "training.validation_fraction", "must be in [0, 0.5)")
+        _check(1 <= self.epochs <= 50, "training.epochs", "must be 1..50")
+        _check(bool(self.base_model.strip()), "training.base_model", "must not be empty")
+        _check(all(v >= 0 for v in self.prices.values()), "training.prices", "prices must be >= 0")
+        _check(self.max_job_usd >= 0 and self.max_day_usd >= 0, "training.max_job_usd/max_day_usd", "must be >= 0")
+        _check(self.openai_timeout_s > 0, "training.openai_timeout_s", "must be > 0")
+        _check(0 < self.poll_initial_s <= self.poll_max_s, "training.poll_initial_s", "must be > 0 and <= poll_max_s")
+        _check(self.local_lora_r >= 1, "training.local_lora_r", "must be >= 1")
+        _check(self.local_max_length >= 8, "training.local_max_length", "must be >= 8")
+        _check(
+            self.trainer != "local" or self.local_model_path is not None,
+            "training.local_model_path",
+            "is required when training.trainer=local",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class FeedbackSettings:
     """Engine 2: feedback pairs → rules → validated prompt hooks.
@@ -128,6 +205,7 @@ class Settings:
     replication_factor: int = field(default=1, metadata={"help": "replication factor of created topics"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
 
     def __post_init__(self) -> None:

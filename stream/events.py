@@ -171,9 +171,17 @@ class TrainingEvent(Event):
     fine_tuned_model: str | None = None
     dataset_path: str | None = None
     error: str | None = None
+    # The provider's id of the job (e.g. OpenAI's ``ftjob-...``), so a restarted or new owner
+    # resumes polling it instead of starting a second job.
+    provider_job_id: str | None = None
+    # The newest ``selected_at`` among the samples in the job's dataset: golden samples
+    # selected later are "new since the last job".
+    trained_through: datetime | None = None
 
     def __post_init__(self) -> None:
         self.at = _aware(self.at)
+        if self.trained_through is not None:
+            self.trained_through = _aware(self.trained_through)
 
 
 class ModelUpdated(Event):

@@ -154,6 +154,16 @@ class HookClient:
             self._on_update(hook)
         return True
 
+    def forget(self, function_name: str) -> None:
+        """A tombstone on the topic: the function has no hook any more (here and in the cache)."""
+        with self._lock:
+            if function_name not in self._active:
+                return
+            self._active = {k: v for k, v in self._active.items() if k != function_name}
+        if self.cache_dir is not None:
+            (self.cache_dir / f"{slug(function_name)}.json").unlink(missing_ok=True)
+        log.info("hook %r removed by a tombstone on the hooks topic", function_name)
+
     # ----------------------------------------------------------------- offline cache
     def _persist(self, release: HookRelease) -> None:
         if self.cache_dir is None:
@@ -218,6 +228,8 @@ class HookClient:
                 for record in records:
                     if record.value is not None:
                         self.offer(record.value)
+                    elif record.key is not None:
+                        self.forget(record.key.decode("utf-8", "replace"))
 
     def start(self) -> HookClient:
         """Follow the topic from a background thread (for sync and async services alike)."""

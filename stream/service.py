@@ -14,8 +14,6 @@ import shutil
 import signal
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry
-
 from .broker import EmbeddedBroker
 from .config import Settings
 from .processing import Processor
@@ -25,8 +23,8 @@ from .topics import TopicNames, ensure_topics
 log = logging.getLogger(__name__)
 
 
-def build_processors(settings: Settings, registry: CollectorRegistry | None = None) -> list[Processor]:
-    """Every processor ``run`` starts, each owning its input topics; their metrics go to ``registry``.
+def build_processors(settings: Settings) -> list[Processor]:
+    """Every processor ``run`` starts, each owning its input topics.
 
     Engines whose issue has not landed are absent; their input topics are only
     counted and validated by :class:`processors.intake.IntakeCounter`.
@@ -34,6 +32,7 @@ def build_processors(settings: Settings, registry: CollectorRegistry | None = No
     from processors.feedback.processor import FeedbackProcessor
     from processors.feedback.release import SIGNING_KEY_ENV
     from processors.intake import IntakeCounter
+    from processors.training import TrainingProcessor
 
     proposer = None
     if settings.feedback.llm_enabled:
@@ -46,10 +45,9 @@ def build_processors(settings: Settings, registry: CollectorRegistry | None = No
         settings.feedback,
         store_dir=settings.state_dir / "hooks",
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
-        registry=registry,
         proposer=proposer,
     )
-    return [IntakeCounter(("executions",)), feedback]
+    return [IntakeCounter(("executions",)), TrainingProcessor(settings), feedback]
 
 
 @contextlib.contextmanager
@@ -75,8 +73,7 @@ async def serve(settings: Settings, processors: list[Processor] | None = None) -
     assert settings.bootstrap is not None
     created = await ensure_topics(settings.bootstrap, TopicNames(settings.topic_prefix), settings.partitions, settings.replication_factor)
     log.info("topics: %s", ", ".join(f"{t} ({s})" for t, s in sorted(created.items())))
-    registry = CollectorRegistry()
-    runtime = Runtime(settings, processors if processors is not None else build_processors(settings, registry), registry=registry)
+    runtime = Runtime(settings, processors if processors is not None else build_processors(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(runtime, sig))

@@ -141,3 +141,11 @@ def hook_versions(records: Records) -> Table | None:
             pct(v, "exact_match"),
         )
     return table
+
+
+@section(40)
+def training(records: Records) -> RenderableType | None:
+    """Engine 3: the dataset export or the job of each function."""
+    from processors.training.report import summary
+
+    return summary(records)

@@ -38,14 +38,14 @@ async def _produce(settings, items) -> int:  # type: ignore[no-untyped-def]
     return await produce_traffic(settings.bootstrap, lambda t: f"{settings.topic_prefix}{t}", items)
 
 
-def _processor(settings, registry: CollectorRegistry | None = None) -> FeedbackProcessor:  # type: ignore[no-untyped-def]
-    return FeedbackProcessor(settings.feedback, store_dir=settings.state_dir / "hooks", signing_key=KEY, registry=registry)
+def _processor(settings) -> FeedbackProcessor:  # type: ignore[no-untyped-def]
+    return FeedbackProcessor(settings.feedback, store_dir=settings.state_dir / "hooks", signing_key=KEY)
 
 
 async def test_releases_reach_the_client_which_hot_swaps_and_refuses_forgeries(make_settings, topics, tmp_path: Path) -> None:
     settings = make_settings(feedback=FAST)
     registry = CollectorRegistry()
-    proc = _processor(settings, registry)
+    proc = _processor(settings)  # the runtime binds its metrics into ``registry``
     client = HookClient(settings.bootstrap, topic=topics.physical("hooks"), cache_dir=tmp_path / "cache", signing_key=KEY).start()
 
     @client.hook("summarize_ticket")
@@ -165,3 +165,23 @@ def test_client_swaps_atomically_under_concurrent_calls(tmp_path: Path) -> None:
         words = out.split()
         # Both rules come from the same version: "the body7 S7", never "the body7 S8".
         assert words[1] == f"body{words[2][1:]}", out
+
+
+def test_a_tombstone_removes_the_hook_from_client_and_processor(tmp_path: Path) -> None:
+    gen = HookScriptGenerator()
+    release = build_release(gen, function_name="fn", version=1, rules=[ReplacePhrase(old="a", new="b")],
+                            validation=events.HookValidation(pairs=1), created_at=events.utcnow(), parent_version=None)
+    client = HookClient(None, cache_dir=tmp_path / "cache", signing_key=None)
+    assert client.offer(events.encode(release)) and client.version("fn") == 1
+    client.forget("fn")
+    assert client.version("fn") == 0 and client.apply_output("fn", "a") == "a"
+    assert HookClient(None, cache_dir=tmp_path / "cache", signing_key=None).version("fn") == 0
+
+    from stream.processing import Record
+
+    proc = FeedbackProcessor(FeedbackSettings(), store_dir=tmp_path / "hooks")
+    proc.load_state("hooks", 0, None)
+    proc.process([Record("hooks", 0, 0, b"fn", release, events.encode(release))])
+    assert proc.current("fn") is not None
+    assert proc.process([Record("hooks", 0, 1, b"fn", None, None)]).rejected == []
+    assert proc.current("fn") is None

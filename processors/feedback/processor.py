@@ -89,6 +89,7 @@ class FeedbackProcessor(Processor):
             max_rules=self.settings.max_rules,
         )
         self.proposer = proposer
+        self._labels = labels
         self.metrics = FeedbackMetrics(registry, labels)
         # partition -> function -> uuid -> pair (insertion order = arrival order)
         self._pairs: dict[int, dict[str, dict[str, Feedback]]] = {}
@@ -96,6 +97,12 @@ class FeedbackProcessor(Processor):
         self._owner: dict[str, int] = {}  # function -> feedback partition holding its pairs
         self._latest: dict[str, HookRelease] = {}
         self._hooks_seen: dict[int, set[str]] = {}  # hooks partition -> functions read from it
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        """Move the metrics into the runtime's registry (called once, before the runtime runs)."""
+        self.metrics = FeedbackMetrics(registry, self._labels)
+        for release in self._latest.values():
+            self.metrics.current(release)
 
     # ----------------------------------------------------------------- input
     def process(self, records: list[Record]) -> Result:
@@ -133,7 +140,14 @@ class FeedbackProcessor(Processor):
         self.metrics.pairs.labels(self.metrics.fn(fb.function_name)).inc()
 
     def _on_release(self, record: Record, result: Result) -> None:
-        release: HookRelease = record.value
+        release: HookRelease | None = record.value
+        if release is None:
+            # A tombstone: someone removed the function's hook.  Forget it as the baseline for
+            # validation; version numbers still continue after the store's newest.
+            fn = (record.key or b"").decode("utf-8", "replace")
+            if self._latest.pop(fn, None) is not None:
+                log.warning("hook of %r deleted by a tombstone on the hooks topic", fn)
+            return
         try:
             verify_release(release, self.generator, self._key)
         except ReleaseError as exc:
