@@ -191,6 +191,45 @@ class VectorWaveSettings:
         )
         _check(self.golden_retry_s > 0, "vectorwave.golden_retry_s", "must be > 0")
         _check(self.golden_give_up_s >= self.golden_retry_s, "vectorwave.golden_give_up_s", "must be >= golden_retry_s")
+class FeedbackSettings:
+    """Engine 2: feedback pairs → rules → validated prompt hooks.
+
+    The hook signing key is not a setting (``vector-trainer config`` prints settings):
+    it is read from ``VT_HOOK_SIGNING_KEY`` only.
+    """
+
+    min_support: int = field(default=3, metadata={"help": "pairs a rule must fix before it can be released"})
+    min_confidence: float = field(
+        default=0.9, metadata={"help": "share of the pairs a rule changes that it must improve (0..1)"}
+    )
+    heldout_fraction: float = field(
+        default=0.2, metadata={"help": "share of pairs held out of synthesis and used only to validate (0..0.9)"}
+    )
+    debounce_s: float = field(default=1.0, metadata={"help": "quiet seconds after a function's last new pair before re-synthesis"})
+    max_delay_s: float = field(default=10.0, metadata={"help": "longest wait for re-synthesis under steady feedback"})
+    max_pairs_per_function: int = field(default=2000, metadata={"help": "newest pairs kept per function"})
+    max_rules: int = field(default=40, metadata={"help": "most rules in one hook"})
+    revalidate_growth: float = field(
+        default=2.0,
+        metadata={"help": "re-release unchanged rules with a fresh validation once a function's pairs grew by this factor; 0 = never"},
+    )
+    max_output_chars: int = field(default=20_000, metadata={"help": "longer outputs are dead-lettered (oversize)"})
+    llm_enabled: bool = field(default=False, metadata={"help": "also ask an LLM (openai SDK) to propose rules"})
+    llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint; unset = api.openai.com"})
+    llm_model: str = field(default="gpt-4o-mini", metadata={"help": "model of the LLM rule proposer"})
+    llm_timeout_s: float = field(default=30.0, metadata={"help": "timeout of one proposer call"})
+
+    def validate(self) -> None:
+        _check(self.min_support >= 1, "feedback.min_support", "must be >= 1")
+        _check(0.5 <= self.min_confidence <= 1.0, "feedback.min_confidence", "must be 0.5..1")
+        _check(0.0 <= self.heldout_fraction <= 0.9, "feedback.heldout_fraction", "must be 0..0.9")
+        _check(self.debounce_s >= 0, "feedback.debounce_s", "must be >= 0")
+        _check(self.max_delay_s >= self.debounce_s, "feedback.max_delay_s", "must be >= feedback.debounce_s")
+        _check(self.max_pairs_per_function >= 10, "feedback.max_pairs_per_function", "must be >= 10")
+        _check(1 <= self.max_rules <= 200, "feedback.max_rules", "must be 1..200")
+        _check(self.revalidate_growth == 0 or self.revalidate_growth > 1, "feedback.revalidate_growth", "must be 0 or > 1")
+        _check(self.max_output_chars >= 100, "feedback.max_output_chars", "must be >= 100")
+        _check(self.llm_timeout_s > 0, "feedback.llm_timeout_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +252,7 @@ class Settings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     vectorwave: VectorWaveSettings = field(default_factory=VectorWaveSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
 
     def __post_init__(self) -> None:
         self.validate()

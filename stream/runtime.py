@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from prometheus_client import CollectorRegistry
 
@@ -131,6 +132,9 @@ class Runtime:
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="none",
+            # Range assignment co-partitions the inputs: partition p of every topic (same count, same
+            # key → same partition) goes to one instance, so a function's feedback and its hooks meet.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=rt.session_timeout_ms,
             heartbeat_interval_ms=max(300, rt.session_timeout_ms // 4),  # every assigned partition is positioned explicitly in _on_assigned
             max_partition_fetch_bytes=max(1_048_576, rt.max_message_bytes + 65_536),

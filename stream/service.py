@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 from collections.abc import Iterator
@@ -28,10 +29,25 @@ def build_processors(settings: Settings) -> list[Processor]:
     Engines whose issue has not landed are absent; their input topics are only
     counted and validated by :class:`processors.intake.IntakeCounter`.
     """
+    from processors.feedback.processor import FeedbackProcessor
+    from processors.feedback.release import SIGNING_KEY_ENV
     from processors.intake import IntakeCounter
     from processors.training import TrainingProcessor
 
-    processors: list[Processor] = [IntakeCounter(("executions", "feedback")), TrainingProcessor(settings)]
+    proposer = None
+    if settings.feedback.llm_enabled:
+        from processors.feedback.llm import LLMRuleProposer
+
+        proposer = LLMRuleProposer(
+            model=settings.feedback.llm_model, base_url=settings.feedback.llm_base_url, timeout_s=settings.feedback.llm_timeout_s
+        )
+    feedback = FeedbackProcessor(
+        settings.feedback,
+        store_dir=settings.state_dir / "hooks",
+        signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
+        proposer=proposer,
+    )
+    processors: list[Processor] = [IntakeCounter(("executions",)), TrainingProcessor(settings), feedback]
     if settings.vectorwave.golden_writeback:  # opt-in: needs the vectorwave extra and its store
         from .vectorwave_bridge.golden import GoldenWriteBack
 
