@@ -191,6 +191,9 @@ class VectorWaveSettings:
         )
         _check(self.golden_retry_s > 0, "vectorwave.golden_retry_s", "must be > 0")
         _check(self.golden_give_up_s >= self.golden_retry_s, "vectorwave.golden_give_up_s", "must be >= golden_retry_s")
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackSettings:
     """Engine 2: feedback pairs → rules → validated prompt hooks.
 
