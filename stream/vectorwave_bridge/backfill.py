@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream.config import Settings
 from stream.events import DeadLetter, utcnow
 from stream.processing import Output
+from stream.topic_io import at_highwater
 from stream.topics import DLQ, EXECUTIONS, TopicNames
 
 from . import vw
@@ -507,13 +508,7 @@ async def find_uuids(
             continue
         if loop.time() - last_data < idle_timeout:
             continue
-        behind = False
-        for tp in tps:
-            high = consumer.highwater(tp)
-            if high is not None and await consumer.position(tp) < high:
-                behind = True
-                break
-        if not behind:
+        if await at_highwater(consumer, tps):
             break
     consumer.unsubscribe()
     return found
