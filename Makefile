@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= dev,vectorwave-lite
+# vectorwave without its dependencies (they would pull torch); its Lite-mode needs come from the extra above.
+VECTORWAVE_NODEPS ?= vectorwave==1.0.2
 # Re-install whenever pyproject.toml changes.
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell { cat pyproject.toml; echo '$(VECTORWAVE_NODEPS)'; } | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench venv clean help
 
@@ -18,6 +20,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps '$(VECTORWAVE_NODEPS)'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -32,8 +32,14 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Create or list vector-trainer's topics.", no_args_is_help=True)
 produce_app = typer.Typer(help="Send events to the input topics.", no_args_is_help=True)
+hooks_app = typer.Typer(help="Prompt hooks: list, show, diff, roll back and export released versions.", no_args_is_help=True)
+train_app = typer.Typer(help="Fine-tuning (engine 3): golden datasets and training jobs per function.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(produce_app, name="produce")
+app.add_typer(hooks_app, name="hooks")
+app.add_typer(train_app, name="train")
+import_app = typer.Typer(help="Copy executions stored elsewhere onto the executions topic.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 console = Console(stderr=True)
 out = Console()
@@ -107,6 +113,9 @@ def run(
     except BrokerError as exc:
         console.print(f"[red]broker error:[/red] {exc}")
         raise typer.Exit(1) from None
+    except ConfigError as exc:  # e.g. trainer=openai without a key, found when the processors are built
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
     except OSError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -219,6 +228,35 @@ def produce_demo(
     out.print(f"sent {sent} events: " + ", ".join(f"{k}={v}" for k, v in sorted(gen.counts.items())))
 
 
+@import_app.command("vectorwave")
+def import_vectorwave(
+    since: Annotated[Optional[str], typer.Option("--since", help="Start at this ISO date/time (UTC) or age (7d, 24h, 90m); optional when resuming.")] = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+    state_dir: StateDir = None,
+    lite_path: Annotated[Optional[Path], typer.Option("--lite-path", help="VectorWave Lite's LanceDB directory (env VT_VECTORWAVE_LITE_PATH; default VectorWave's own).")] = None,
+    page_size: Annotated[Optional[int], typer.Option("--page-size", help="Executions per page (env VT_VECTORWAVE_IMPORT_PAGE_SIZE).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Stop after this many executions; run again to continue.")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Forget the saved cursor and start again at --since.")] = False,
+    vectors: Annotated[bool, typer.Option("--vectors/--no-vectors", help="Copy stored vectors (one extra read per execution).")] = True,
+    sets: Sets = None,
+) -> None:
+    """Copy the executions VectorWave stored onto the executions topic, oldest first.
+
+    Resumable: a cursor (timestamp + UUID, in STATE_DIR/vectorwave/) records how far it
+    got, and each execution is produced once even when a run is interrupted.
+    """
+    from .vectorwave_bridge.importer import run_import
+
+    s = load_settings(
+        bootstrap=bootstrap, topic_prefix=topic_prefix, state_dir=state_dir, sets=sets,
+        **{"vectorwave.lite_path": lite_path, "vectorwave.import_page_size": page_size},
+    )
+    _need_bootstrap(s)
+    _init_logging(s)
+    raise typer.Exit(run_import(s, since=since, restart=restart, limit=limit, include_vectors=vectors, console=console, out=out))
+
+
 @app.command()
 def tail(
     topic: Annotated[str, typer.Argument(help="Logical (golden) or physical (vt.golden) topic name.")],
@@ -246,6 +284,145 @@ def tail(
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass
+
+
+async def _read(settings: Settings, *logical: str) -> dict[str, list[Any]]:
+    from .topic_io import read_topic
+    from .topics import TopicNames
+
+    names = TopicNames(settings.topic_prefix)
+    out = {}
+    for t in logical:
+        try:
+            out[t] = await read_topic(_need_bootstrap(settings), names.physical(t), idle_timeout=0.5)
+        except LookupError:
+            out[t] = []
+    return out
+
+
+def _training_views(settings: Settings) -> list[Any]:
+    from processors.training import report
+
+    recs = asyncio.run(_read(settings, "golden", "training", "models"))
+    return report.views(
+        report.golden_sets(recs["golden"]), report.training_history(recs["training"]), report.latest_models(recs["models"])
+    )
+
+
+@train_app.command("list")
+def train_list(bootstrap: Bootstrap = None, topic_prefix: Prefix = None) -> None:
+    """Every function with golden samples or jobs: set size, samples new since its last job, latest job."""
+    from rich.table import Table
+
+    s = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix)
+    table = Table("function", "golden", "new", "latest job", "status", "train/val", "est. tokens", "est. USD", "model / dataset")
+    for v in _training_views(s):
+        ev = v.last
+        where = (v.model.model if v.model else None) or (ev.fine_tuned_model or ev.dataset_path if ev else None) or "-"
+        table.add_row(
+            v.function_name, str(v.golden), str(v.new_since_last_job), ev.job_id if ev else "-", ev.status if ev else "-",
+            f"{ev.n_train}/{ev.n_val}" if ev else "-", str(ev.est_tokens) if ev else "-",
+            f"{ev.est_cost_usd:.4f}" if ev else "-", str(where),
+        )
+    out.print(table)
+
+
+@train_app.command("status")
+def train_status(
+    function: Annotated[str, typer.Argument(help="Function name.")], bootstrap: Bootstrap = None, topic_prefix: Prefix = None
+) -> None:
+    """A function's golden set, its latest job event by event, and its newest model."""
+    from processors.training.report import describe
+
+    s = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix)
+    view = next((v for v in _training_views(s) if v.function_name == function), None)
+    if view is None:
+        console.print(f"[red]no golden samples and no training job for {function!r}[/red]")
+        raise typer.Exit(1)
+    out.print(f"{function}: {view.golden} golden samples, {view.new_since_last_job} new since the last job "
+              f"(threshold {s.training.threshold})")
+    if view.last is None:
+        out.print("no job yet")
+    else:
+        out.print(f"latest job {view.last.job_id} ({view.last.trainer}, {view.last.base_model}): "
+                  f"{view.last.n_train} train / {view.last.n_val} validation, ~{view.last.est_tokens} tokens, "
+                  f"~${view.last.est_cost_usd:.4f}" + (f", provider job {view.last.provider_job_id}" if view.last.provider_job_id else ""))
+        for ev in view.events_of_last_job:
+            out.print(f"  {ev.at:%Y-%m-%d %H:%M:%S}  {describe(ev)}")
+        if view.last.dataset_path:
+            out.print(f"dataset: {view.last.dataset_path}")
+    if view.model is not None:
+        out.print(f"newest model: {view.model.model} (job {view.model.job_id}, {view.model.at:%Y-%m-%d %H:%M:%S})")
+
+
+@train_app.command("cancel")
+def train_cancel(
+    function: Annotated[str, typer.Argument(help="Function name.")],
+    bootstrap: Bootstrap = None, topic_prefix: Prefix = None, state_dir: StateDir = None, sets: Sets = None,
+) -> None:
+    """Cancel a function's job in flight.
+
+    Writes a cancel request the running processor (same --state-dir) applies; for an
+    OpenAI job with a known provider id and a key in the environment it also asks
+    OpenAI directly, so it works while the processor is down.
+    """
+    from processors.training.report import is_active
+    from processors.training.runner import request_cancel
+
+    s = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix, state_dir=state_dir, sets=sets)
+    view = next((v for v in _training_views(s) if v.function_name == function), None)
+    if view is None or not is_active(view):
+        out.print(f"{function}: no job in flight" + (f" (latest: {view.last.status})" if view and view.last else ""))
+        raise typer.Exit(1)
+    assert view.last is not None
+    path = request_cancel(s.state_dir, function, view.last.job_id)
+    out.print(f"cancel request for job {view.last.job_id} written to {path}")
+    if view.last.trainer == "openai" and view.last.provider_job_id:
+        import openai
+
+        from processors.training.trainers import TrainerError
+        from processors.training.trainers.openai_trainer import OpenAITrainer, api_key_from_env
+
+        key = api_key_from_env()
+        if key:
+            trainer = OpenAITrainer(api_key=key, base_url=s.training.openai_base_url, timeout_s=s.training.openai_timeout_s)
+
+            async def cancel() -> None:
+                try:
+                    await trainer.cancel(view.last.provider_job_id)  # type: ignore[union-attr]
+                finally:
+                    await trainer.aclose()
+
+            try:
+                asyncio.run(cancel())
+                out.print(f"OpenAI job {view.last.provider_job_id} cancelled at the provider")
+            except (TrainerError, openai.OpenAIError, OSError) as exc:
+                console.print(f"[yellow]the provider refused or was unreachable:[/yellow] {exc}")
+
+
+@train_app.command("export")
+def train_export(
+    function: Annotated[str, typer.Argument(help="Function name.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write here (default: STATE_DIR/training/exports).")] = None,
+    bootstrap: Bootstrap = None, topic_prefix: Prefix = None, state_dir: StateDir = None, sets: Sets = None,
+) -> None:
+    """Write a function's current golden set (from the golden topic) as ChatML JSONL with a manifest
+    and the cost guard's figures.  Starts no job and announces nothing."""
+    from processors.training import report
+
+    s = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix, state_dir=state_dir, sets=sets)
+    samples = report.golden_sets(asyncio.run(_read(s, "golden"))["golden"]).get(function, [])
+    if not samples:
+        console.print(f"[red]{function!r} has no golden samples on {s.topic_prefix}golden[/red]")
+        raise typer.Exit(1)
+    done = report.export(s.training, out_dir or s.state_dir / "training" / "exports", function, samples)
+    ds, est = done.dataset, done.estimate
+    cost = f"${est.cost_usd:.4f} at ${est.price_per_1m}/1M" if est.price_per_1m is not None else f"no price for {s.training.base_model!r}"
+    out.print(f"{function}: {ds.n_train} training + {ds.n_val} validation examples, {est.tokens} training tokens "
+              f"({s.training.epochs} epochs), {cost}")
+    out.print(f"dataset: {ds.directory}")
+    if ds.n_train < s.training.min_train_examples:
+        out.print(f"[yellow]fewer than {s.training.min_train_examples} training examples: OpenAI would refuse this file[/yellow]")
 
 
 @app.command()
@@ -336,6 +513,201 @@ def demo(
 
     code = run_demo(duration=duration, rate=rate, state_dir=state_dir, seed=seed, metrics_port=metrics_port, console=out)
     raise typer.Exit(code)
+
+# ----------------------------------------------------------------------------- engine 2: hooks
+def _hook_store(state_dir: Optional[Path], bootstrap: Optional[str], topic_prefix: Optional[str]):  # type: ignore[no-untyped-def]
+    """The version store under the state dir, first refreshed from the hooks topic when a broker is configured."""
+    import os
+
+    from processors.feedback.admin import sync_from_topic
+    from processors.feedback.release import SIGNING_KEY_ENV
+    from processors.feedback.versions import VersionStore
+
+    from .topics import TopicNames
+
+    s = load_settings(state_dir=state_dir, bootstrap=bootstrap, topic_prefix=topic_prefix)
+    store = VersionStore(s.state_dir / "hooks")
+    if s.bootstrap is not None:
+        try:
+            stored, refused = asyncio.run(sync_from_topic(s.bootstrap, TopicNames(s.topic_prefix), store, os.environ.get(SIGNING_KEY_ENV) or None))
+        except LookupError as exc:
+            console.print(f"[yellow]{exc}[/yellow]")
+        else:
+            if refused:
+                console.print(f"[yellow]{refused} release(s) on the topic failed verification and were not stored[/yellow]")
+    return s, store
+
+
+def _fmt_pair(a: float, b: float) -> str:
+    return f"{a:.3f} → {b:.3f}"
+
+
+@hooks_app.command("list")
+def hooks_list(
+    function: Annotated[Optional[str], typer.Argument(help="Only this function.")] = None,
+    state_dir: StateDir = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+) -> None:
+    """Every stored hook version with its validation (exact match and similarity, before → after)."""
+    from rich.table import Table
+
+    _s, store = _hook_store(state_dir, bootstrap, topic_prefix)
+    functions = [function] if function else store.functions()
+    table = Table("function", "version", "parent", "rules", "pairs (held out)", "exact", "held-out exact", "held-out similarity", "created", "note")
+    for fn in functions:
+        for v in store.summaries(fn):
+            note = f"rollback to v{v['rollback_of']}" if v.get("rollback_of") else ""
+            table.add_row(
+                fn, str(v["version"]), str(v.get("parent_version") or "-"), str(v["rules"]), f"{v['pairs']} ({v['heldout_pairs']})",
+                _fmt_pair(*v["exact_match"]), _fmt_pair(*v["heldout_exact_match"]), _fmt_pair(*v["heldout_similarity"]),
+                v["created_at"][:19], note,
+            )
+    if not table.row_count:
+        console.print("no hook versions stored (give --bootstrap to read them from the hooks topic)")
+        return
+    out.print(table)
+
+
+@hooks_app.command("show")
+def hooks_show(
+    function: Annotated[str, typer.Argument(help="Function name.")],
+    version: Annotated[Optional[int], typer.Option("--version", "-v", help="Version (default: newest).")] = None,
+    state_dir: StateDir = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+) -> None:
+    """One version: its rules with their support, the prompt instructions, validation and digest."""
+    from processors.feedback.rules import describe
+
+    _s, store = _hook_store(state_dir, bootstrap, topic_prefix)
+    try:
+        release = store.get(function, version)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1) from None
+    v = release.validation
+    out.print(f"[bold]{release.function_name}[/bold] v{release.version} (parent {release.parent_version or '-'}"
+              + (f", rollback to v{release.rollback_of}" if release.rollback_of else "") + f"), created {release.created_at.isoformat()}")
+    out.print(f"sha256 {release.sha256}  signed: {'yes' if release.signature else 'no'}")
+    out.print(f"validation on {v.pairs} pairs ({v.heldout_pairs} held out): exact {_fmt_pair(v.exact_match_before, v.exact_match_after)}, "
+              f"similarity {_fmt_pair(v.similarity_before, v.similarity_after)}; held-out exact "
+              f"{_fmt_pair(v.heldout_exact_match_before, v.heldout_exact_match_after)}, similarity "
+              f"{_fmt_pair(v.heldout_similarity_before, v.heldout_similarity_after)}")
+    out.print(f"rules ({len(release.rules)}):")
+    for rule in release.rules:
+        out.print(f"  {describe(rule)}", markup=False)
+    for rule in release.vetoed:
+        out.print(f"  vetoed: {describe(rule)}", markup=False)
+
+
+@hooks_app.command("diff")
+def hooks_diff(
+    function: Annotated[str, typer.Argument(help="Function name.")],
+    a: Annotated[int, typer.Argument(help="Older version.")],
+    b: Annotated[int, typer.Argument(help="Newer version.")],
+    state_dir: StateDir = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+) -> None:
+    """Rules added (+), removed (-) and kept between two versions."""
+    _s, store = _hook_store(state_dir, bootstrap, topic_prefix)
+    try:
+        diff = store.diff(function, a, b)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1) from None
+    for line in diff.lines():
+        out.print(line, markup=False)
+
+
+@hooks_app.command("rollback")
+def hooks_rollback(
+    function: Annotated[str, typer.Argument(help="Function name.")],
+    to: Annotated[int, typer.Option("--to", help="The version whose rules to restore.")],
+    state_dir: StateDir = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+) -> None:
+    """Publish the rules of an older version as a new version; the rules it drops are vetoed
+    (the processor will not synthesise them again)."""
+    import os
+
+    from processors.feedback.admin import publish, rollback_release
+    from processors.feedback.release import SIGNING_KEY_ENV
+
+    from .topics import TopicNames
+
+    s, store = _hook_store(state_dir, bootstrap, topic_prefix)
+    bootstrap_ = _need_bootstrap(s)
+    try:
+        release = rollback_release(store, function, to, os.environ.get(SIGNING_KEY_ENV) or None)
+    except (KeyError, ValueError) as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1) from None
+    asyncio.run(publish(bootstrap_, TopicNames(s.topic_prefix), release))
+    store.put(release)
+    out.print(f"published {function} v{release.version} with the {len(release.rules)} rules of v{to}; {len(release.vetoed)} rule(s) vetoed")
+
+
+@hooks_app.command("export")
+def hooks_export(
+    function: Annotated[str, typer.Argument(help="Function name.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Where to write the module.")] = Path("generated_prompt_hook.py"),
+    version: Annotated[Optional[int], typer.Option("--version", "-v", help="Version (default: newest).")] = None,
+    state_dir: StateDir = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = None,
+) -> None:
+    """Write a version's generated_prompt_hook.py (after checking its digest and, with a key, its signature)."""
+    import os
+
+    from processors.feedback.hookgen import HookScriptGenerator
+    from processors.feedback.release import SIGNING_KEY_ENV, ReleaseError, verify_release
+
+    _s, store = _hook_store(state_dir, bootstrap, topic_prefix)
+    try:
+        release = store.get(function, version)
+        verify_release(release, HookScriptGenerator(), os.environ.get(SIGNING_KEY_ENV) or None)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1) from None
+    except ReleaseError as exc:
+        console.print(f"[red]stored release failed verification:[/red] {exc}")
+        raise typer.Exit(1) from None
+    out_path.write_text(release.module_source, encoding="utf-8")
+    out.print(f"wrote {out_path} ({function} v{release.version}, sha256 {release.sha256[:12]}…)")
+
+
+@app.command()
+def synthesize(
+    pairs: Annotated[Path, typer.Option("--pairs", help="JSON lines: {\"bad_output\": …, \"fixed_output\": …} per line.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Where to write the module.")] = Path("generated_prompt_hook.py"),
+    function: Annotated[Optional[str], typer.Option("--function", help="Function name recorded in the module.")] = None,
+    sets: Sets = None,
+) -> None:
+    """Offline: feedback pairs in, a validated generated_prompt_hook.py out (the seed's batch use).
+    Settings such as -c feedback.min_support=5 apply."""
+    from processors.feedback.admin import PairsFileError, read_pairs, synthesize_offline
+    from processors.feedback.rules import describe
+
+    s = load_settings(sets=sets)
+    try:
+        loaded, functions = read_pairs(pairs)
+    except (OSError, PairsFileError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    name = function or (next(iter(functions)) if len(functions) == 1 else "default")
+    result = synthesize_offline(loaded, name, s.feedback)
+    out.print(f"{len(loaded)} pairs, {result.synthesis.train_pairs} used for synthesis; {len(result.synthesis.rules)} rules:")
+    for rule in result.synthesis.rules:
+        out.print(f"  {describe(rule)}", markup=False)
+    out.print(f"validation: {result.report.summary()}")
+    if result.module_source is None:
+        console.print(f"[red]not written: validation refused the rules ({result.report.reason})[/red]")
+        raise typer.Exit(1)
+    out_path.write_text(result.module_source, encoding="utf-8")
+    out.print(f"wrote {out_path}")
 
 
 def main() -> None:

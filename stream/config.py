@@ -153,6 +153,173 @@ class DensitySettings:
         _check(self.metric_functions >= 1, "density.metric_functions", "must be >= 1")
 
 
+# USD per 1M *training* tokens, as published by OpenAI for supervised fine-tuning when this
+# was written.  Prices change: override with VT_TRAINING_PRICES="model=usd,model=usd".
+DEFAULT_TRAINING_PRICES: dict[str, float] = {
+    "gpt-4o-mini-2024-07-18": 3.0,
+    "gpt-4o-2024-08-06": 25.0,
+    "gpt-4.1-2025-04-14": 25.0,
+    "gpt-4.1-mini-2025-04-14": 5.0,
+    "gpt-4.1-nano-2025-04-14": 1.5,
+    "gpt-3.5-turbo-0125": 8.0,
+}
+TRAINERS = ("none", "openai", "local")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSettings:
+    """Engine 3: when to fine-tune, what it may cost, and which trainer runs the job.
+
+    The API key is deliberately not a setting (settings are printed by ``vector-trainer
+    config``): it is read from ``VT_TRAINING_API_KEY`` or ``OPENAI_API_KEY`` when the
+    OpenAI trainer is built.
+    """
+
+    trainer: str = field(
+        default="none", metadata={"help": "none (export the dataset only), openai or local (transformers + peft LoRA)"}
+    )
+    threshold: int = field(default=50, metadata={"help": "golden samples new since the last job that trigger a job"})
+    cooldown_s: float = field(default=3600.0, metadata={"help": "minimum seconds between two jobs of one function"})
+    min_train_examples: int = field(default=10, metadata={"help": "fewest training examples a job may have (OpenAI: 10)"})
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "share of samples held out for validation (split by hash of uuid)"}
+    )
+    epochs: int = field(default=3, metadata={"help": "training epochs (n_epochs)"})
+    base_model: str = field(default="gpt-4o-mini-2024-07-18", metadata={"help": "model to fine-tune"})
+    prices: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_TRAINING_PRICES),
+        metadata={"help": "USD per 1M training tokens by model (model=usd,...); a model not listed is refused"},
+    )
+    tokenizer_encoding: str = field(
+        default="auto", metadata={"help": "offline token counting: auto (from the model), o200k_base or cl100k_base"}
+    )
+    max_job_usd: float = field(default=20.0, metadata={"help": "refuse a job whose estimated cost is above this"})
+    max_day_usd: float = field(default=50.0, metadata={"help": "refuse jobs once today's (UTC) estimated spend would pass this"})
+    openai_base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint; unset = the SDK's default (api.openai.com)"}
+    )
+    openai_timeout_s: float = field(default=60.0, metadata={"help": "timeout of one OpenAI API request"})
+    suffix: str = field(default="vt", metadata={"help": "suffix of fine-tuned model names (OpenAI)"})
+    poll_initial_s: float = field(default=5.0, metadata={"help": "first wait between two polls of a running job"})
+    poll_max_s: float = field(default=120.0, metadata={"help": "longest wait between two polls (back-off cap)"})
+    local_model_path: Path | None = field(
+        default=None, metadata={"help": "local causal LM directory for trainer=local (no download happens)"}
+    )
+    local_lora_r: int = field(default=8, metadata={"help": "LoRA rank for trainer=local"})
+    local_learning_rate: float = field(default=2e-4, metadata={"help": "learning rate for trainer=local"})
+    local_max_length: int = field(default=512, metadata={"help": "tokens per example kept by trainer=local"})
+
+    def validate(self) -> None:
+        _check(self.trainer in TRAINERS, "training.trainer", f"{self.trainer!r} is not one of {', '.join(TRAINERS)}")
+        _check(self.threshold >= 1, "training.threshold", "must be >= 1")
+        _check(self.cooldown_s >= 0, "training.cooldown_s", "must be >= 0")
+        _check(self.min_train_examples >= 10, "training.min_train_examples", "must be >= 10 (OpenAI's minimum)")
+        _check(0 <= self.validation_fraction < 0.5, "training.validation_fraction", "must be in [0, 0.5)")
+        _check(1 <= self.epochs <= 50, "training.epochs", "must be 1..50")
+        _check(bool(self.base_model.strip()), "training.base_model", "must not be empty")
+        _check(all(v >= 0 for v in self.prices.values()), "training.prices", "prices must be >= 0")
+        _check(self.max_job_usd >= 0 and self.max_day_usd >= 0, "training.max_job_usd/max_day_usd", "must be >= 0")
+        _check(self.openai_timeout_s > 0, "training.openai_timeout_s", "must be > 0")
+        _check(0 < self.poll_initial_s <= self.poll_max_s, "training.poll_initial_s", "must be > 0 and <= poll_max_s")
+        _check(self.local_lora_r >= 1, "training.local_lora_r", "must be >= 1")
+        _check(self.local_max_length >= 8, "training.local_max_length", "must be >= 8")
+        _check(
+            self.trainer != "local" or self.local_model_path is not None,
+            "training.local_model_path",
+            "is required when training.trainer=local",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VectorWaveSettings:
+    """The VectorWave bridge: the store it reads, the import cursor, the mirror, the golden write-back."""
+
+    mode: str = field(default="", metadata={"help": "VectorWave store: lite or pro; empty = VectorWave's own VECTORWAVE_MODE"})
+    lite_path: Path | None = field(
+        default=None, metadata={"help": "LanceDB directory of VectorWave Lite; unset = VectorWave's VECTORWAVE_LITE_PATH"}
+    )
+    import_page_size: int = field(default=500, metadata={"help": "executions read from VectorWave per page by 'import vectorwave'"})
+    import_overlap_s: float = field(
+        default=120.0, metadata={"help": "re-read this many seconds before the cursor (late writes); duplicates are skipped"}
+    )
+    import_cursor: Path | None = field(
+        default=None, metadata={"help": "cursor file of 'import vectorwave'; unset = STATE_DIR/vectorwave/import-cursor.json"}
+    )
+    mirror_queue_size: int = field(default=10_000, metadata={"help": "executions the mirror buffers before dropping (counted)"})
+    mirror_batch_size: int = field(default=500, metadata={"help": "executions the mirror sends per batch"})
+    golden_writeback: bool = field(
+        default=False, metadata={"help": "register golden samples in VectorWave's golden dataset (run's processor)"}
+    )
+    golden_strategies: tuple[str, ...] = field(
+        default=("steady", "anomaly"), metadata={"help": "which golden strategies to write back"}
+    )
+    golden_remove_on_tombstone: bool = field(
+        default=True, metadata={"help": "remove a sample we registered from VectorWave when it leaves the golden set"}
+    )
+    golden_retry_s: float = field(
+        default=5.0, metadata={"help": "first retry delay when VectorWave does not have the sample's execution yet"}
+    )
+    golden_give_up_s: float = field(
+        default=600.0, metadata={"help": "after this long without its execution in VectorWave, a sample is dead-lettered"}
+    )
+
+    def validate(self) -> None:
+        _check(self.mode in {"", "lite", "pro"}, "vectorwave.mode", f"{self.mode!r} is not lite, pro or empty")
+        _check(self.import_page_size >= 1, "vectorwave.import_page_size", "must be >= 1")
+        _check(self.import_overlap_s >= 0, "vectorwave.import_overlap_s", "must be >= 0")
+        _check(self.mirror_queue_size >= 1, "vectorwave.mirror_queue_size", "must be >= 1")
+        _check(self.mirror_batch_size >= 1, "vectorwave.mirror_batch_size", "must be >= 1")
+        _check(
+            bool(self.golden_strategies) and set(self.golden_strategies) <= {"steady", "anomaly"},
+            "vectorwave.golden_strategies",
+            "must name steady and/or anomaly",
+        )
+        _check(self.golden_retry_s > 0, "vectorwave.golden_retry_s", "must be > 0")
+        _check(self.golden_give_up_s >= self.golden_retry_s, "vectorwave.golden_give_up_s", "must be >= golden_retry_s")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackSettings:
+    """Engine 2: feedback pairs → rules → validated prompt hooks.
+
+    The hook signing key is not a setting (``vector-trainer config`` prints settings):
+    it is read from ``VT_HOOK_SIGNING_KEY`` only.
+    """
+
+    min_support: int = field(default=3, metadata={"help": "pairs a rule must fix before it can be released"})
+    min_confidence: float = field(
+        default=0.9, metadata={"help": "share of the pairs a rule changes that it must improve (0..1)"}
+    )
+    heldout_fraction: float = field(
+        default=0.2, metadata={"help": "share of pairs held out of synthesis and used only to validate (0..0.9)"}
+    )
+    debounce_s: float = field(default=1.0, metadata={"help": "quiet seconds after a function's last new pair before re-synthesis"})
+    max_delay_s: float = field(default=10.0, metadata={"help": "longest wait for re-synthesis under steady feedback"})
+    max_pairs_per_function: int = field(default=2000, metadata={"help": "newest pairs kept per function"})
+    max_rules: int = field(default=40, metadata={"help": "most rules in one hook"})
+    revalidate_growth: float = field(
+        default=2.0,
+        metadata={"help": "re-release unchanged rules with a fresh validation once a function's pairs grew by this factor; 0 = never"},
+    )
+    max_output_chars: int = field(default=20_000, metadata={"help": "longer outputs are dead-lettered (oversize)"})
+    llm_enabled: bool = field(default=False, metadata={"help": "also ask an LLM (openai SDK) to propose rules"})
+    llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint; unset = api.openai.com"})
+    llm_model: str = field(default="gpt-4o-mini", metadata={"help": "model of the LLM rule proposer"})
+    llm_timeout_s: float = field(default=30.0, metadata={"help": "timeout of one proposer call"})
+
+    def validate(self) -> None:
+        _check(self.min_support >= 1, "feedback.min_support", "must be >= 1")
+        _check(0.5 <= self.min_confidence <= 1.0, "feedback.min_confidence", "must be 0.5..1")
+        _check(0.0 <= self.heldout_fraction <= 0.9, "feedback.heldout_fraction", "must be 0..0.9")
+        _check(self.debounce_s >= 0, "feedback.debounce_s", "must be >= 0")
+        _check(self.max_delay_s >= self.debounce_s, "feedback.max_delay_s", "must be >= feedback.debounce_s")
+        _check(self.max_pairs_per_function >= 10, "feedback.max_pairs_per_function", "must be >= 10")
+        _check(1 <= self.max_rules <= 200, "feedback.max_rules", "must be 1..200")
+        _check(self.revalidate_growth == 0 or self.revalidate_growth > 1, "feedback.revalidate_growth", "must be 0 or > 1")
+        _check(self.max_output_chars >= 100, "feedback.max_output_chars", "must be >= 100")
+        _check(self.llm_timeout_s > 0, "feedback.llm_timeout_s", "must be > 0")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a vector-trainer process needs to know."""
@@ -172,6 +339,9 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     density: DensitySettings = field(default_factory=DensitySettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    vectorwave: VectorWaveSettings = field(default_factory=VectorWaveSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -15,6 +15,7 @@ import msgspec
 
 from . import events
 from .events import DeadLetter, ExecutionLog
+from .topics import COMPACTED
 
 # The closed vocabulary of dead-letter reasons.
 MALFORMED_JSON = "malformed_json"
@@ -82,9 +83,15 @@ def _malformed(raw: bytes, message: str) -> DecodeFailure:
 
 def decode_input(
     topic: str, raw: bytes | None, *, max_bytes: int, max_vector_dim: int
-) -> events.Event | DecodeFailure:
-    """Decode one input value of a logical topic, or say precisely why it is bad."""
+) -> events.Event | DecodeFailure | None:
+    """Decode one input value of a logical topic, or say precisely why it is bad.
+
+    ``None`` is a tombstone on a compacted topic (a key leaving the golden set or the
+    hooks): valid input there, handed to processors as ``Record.value=None``.
+    """
     if raw is None:
+        if topic in COMPACTED:
+            return None
         return DecodeFailure(NULL_VALUE, "value is null (tombstones are not valid on an input topic)")
     if len(raw) > max_bytes:
         return DecodeFailure(OVERSIZE, f"value has {len(raw)} bytes, the limit is {max_bytes}")

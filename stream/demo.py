@@ -75,6 +75,11 @@ def run_demo(*, duration: float, rate: float, state_dir: Path, seed: int, metric
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         proc_log = state_dir / "processor.log"
         env = {**os.environ, "VT_LOG_LEVEL": os.environ.get("VT_LOG_LEVEL", "INFO")}
+        # Engine 3 in a one-minute demo: datasets are exported (no trainer, so nothing is trained
+        # or billed) once a function has 15 new golden samples, and again 20 s later if more came.
+        env.update({"VT_TRAINING_TRAINER": "none"})
+        env.setdefault("VT_TRAINING_THRESHOLD", "15")
+        env.setdefault("VT_TRAINING_COOLDOWN_S", "20")
         cmd = [
             sys.executable, "-m", "stream.cli", "run", "--bootstrap", broker.bootstrap,
             "--state-dir", str(state_dir / "processor"), "--metrics-port", str(port),

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from .hookrules import Rule
+
 FunctionName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s/][^/]*$")]
 Uuid = Annotated[str, Meta(min_length=1, max_length=128)]
 NonNegInt = Annotated[int, Meta(ge=0)]
@@ -116,20 +118,31 @@ class HookValidation(Event):
     heldout_similarity_before: float = 0.0
     heldout_similarity_after: float = 0.0
     worse_pairs: NonNegInt = 0
+    heldout_exact_match_before: float = 0.0
+    heldout_exact_match_after: float = 0.0
 
 
 class HookRelease(Event):
-    """A released prompt hook (compacted topic ``hooks``, key ``function_name``)."""
+    """A released prompt hook (compacted topic ``hooks``, key ``function_name``).
+
+    ``rules`` are data (see :mod:`stream.hookrules`); ``module_source`` is the generated
+    ``generated_prompt_hook.py`` holding the same rules, ``sha256`` its digest and
+    ``signature`` an HMAC when a signing key is configured.  ``vetoed`` lists rules an
+    operator rolled back (carried by every later release so they never return);
+    ``rollback_of`` names the version a rollback restored.
+    """
 
     function_name: FunctionName
     version: Annotated[int, Meta(ge=1)]
-    rules: list[dict[str, Any]]
+    rules: list[Rule]
     module_source: str
     sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
     validation: HookValidation
     created_at: datetime
     parent_version: Annotated[int, Meta(ge=1)] | None = None
     signature: str | None = None
+    vetoed: list[Rule] = []
+    rollback_of: Annotated[int, Meta(ge=1)] | None = None
 
     def __post_init__(self) -> None:
         self.created_at = _aware(self.created_at)
@@ -158,9 +171,17 @@ class TrainingEvent(Event):
     fine_tuned_model: str | None = None
     dataset_path: str | None = None
     error: str | None = None
+    # The provider's id of the job (e.g. OpenAI's ``ftjob-...``), so a restarted or new owner
+    # resumes polling it instead of starting a second job.
+    provider_job_id: str | None = None
+    # The newest ``selected_at`` among the samples in the job's dataset: golden samples
+    # selected later are "new since the last job".
+    trained_through: datetime | None = None
 
     def __post_init__(self) -> None:
         self.at = _aware(self.at)
+        if self.trained_through is not None:
+            self.trained_through = _aware(self.trained_through)
 
 
 class ModelUpdated(Event):

@@ -65,6 +65,9 @@ class RuntimeMetrics:
         self.processing_errors = Counter(
             "vt_processing_errors_total", "Batches on which a processor raised (records were retried one by one)", ["processor"], registry=r
         )
+        self.service_crashes = Counter(
+            "vt_service_crashes_total", "Background services that raised and were restarted", ["service"], registry=r
+        )
         self.last_batch = Gauge(
             "vt_last_batch_timestamp_seconds", "Unix time of the last processed batch", registry=r
         )

@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from .services import Service
 
 # Where a stateful processor wants to resume a partition when it has no checkpoint.
 FROM_BEGINNING = -2
@@ -107,3 +113,10 @@ class Processor(ABC):
     def status(self) -> dict[str, Any]:
         """A small JSON-able summary for logs and the ready endpoint."""
         return {}
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        """Register the processor's own metrics in the runtime's registry (called once, before ``run``)."""
+
+    def services(self) -> Sequence[Service]:
+        """Background services this processor needs (slow async I/O); the runtime runs them."""
+        return ()

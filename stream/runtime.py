@@ -13,10 +13,12 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from prometheus_client import CollectorRegistry
 
@@ -25,11 +27,17 @@ from .checkpoint import Checkpointer, Progress
 from .config import Settings
 from .deadletter import PROCESSING_ERROR, DecodeFailure, dead_letter, decode_input
 from .metrics import MetricsServer, RuntimeMetrics
+from .partitioning import function_partitioner
 from .processing import FROM_BEGINNING, FROM_COMMITTED, REBUILD, Output, Processor, Record, Rejection, Result
+from .services import Service, ServiceContext, supervise
 from .state import CheckpointStore
 from .topics import DLQ, TopicNames
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# How long stopping services may take before they are cancelled (they hold no offsets).
+SERVICE_STOP_GRACE_S = 15.0
 
 
 @dataclass(slots=True)
@@ -54,6 +62,7 @@ class Runtime:
         *,
         registry: CollectorRegistry | None = None,
         serve_metrics: bool = True,
+        services: Sequence[Service] = (),
     ) -> None:
         if settings.bootstrap is None:
             raise ValueError("Runtime needs settings.bootstrap; the CLI starts an embedded broker when it is unset")
@@ -82,6 +91,12 @@ class Runtime:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._checkpointer: Checkpointer | None = None
+        for p in processors:
+            p.bind_metrics(self.registry)
+        # Services given here plus those the processors ask for (see stream.services).
+        self.services: list[Service] = [*services, *(s for p in processors for s in p.services())]
+        self._services_stop = asyncio.Event()
+        self._service_tasks: list[asyncio.Task[None]] = []
 
     # ----------------------------------------------------------------- lifecycle
     def stop(self) -> None:
@@ -109,6 +124,7 @@ class Runtime:
             enable_idempotence=False,  # not supported by the embedded broker; outputs are idempotent by key instead
             linger_ms=5,
             max_request_size=max(1_048_576, 2 * rt.dlq_value_max_bytes + 65_536),
+            partitioner=function_partitioner,
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap,
@@ -116,6 +132,9 @@ class Runtime:
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="none",
+            # Range assignment co-partitions the inputs: partition p of every topic (same count, same
+            # key → same partition) goes to one instance, so a function's feedback and its hooks meet.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=rt.session_timeout_ms,
             heartbeat_interval_ms=max(300, rt.session_timeout_ms // 4),  # every assigned partition is positioned explicitly in _on_assigned
             max_partition_fetch_bytes=max(1_048_576, rt.max_message_bytes + 65_536),
@@ -139,10 +158,12 @@ class Runtime:
                 self._consumer.subscribe(
                     topics=[self.names.physical(t) for t in self._by_topic], listener=_Listener(self)
                 )
+                self._start_services()
                 await self._loop()
             finally:
                 self._ready = False
                 self.metrics.ready.set(0)
+                await self._stop_services()
                 async with self._lock:
                     await self._final_checkpoint()
                 await self._consumer.stop()
@@ -160,6 +181,47 @@ class Runtime:
             log.info("final checkpoint written; offsets committed")
         except KafkaError as exc:
             log.error("final checkpoint incomplete (%s): the uncommitted tail will be replayed on restart", exc)
+
+    # ----------------------------------------------------------------- services
+    def _start_services(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def call(fn: Callable[[], T]) -> T:
+            async with self._lock:
+                return await loop.run_in_executor(self._executor, fn)
+
+        async def apply(fn: Callable[[], Result]) -> Result:
+            async with self._lock:
+                result = await loop.run_in_executor(self._executor, fn)
+                await self._produce(result.outputs)
+            if result.rejected:
+                log.error("a service's processor call returned rejections; they have no input to dead-letter")
+            return result
+
+        for service in self.services:
+            ctx = ServiceContext(
+                settings=self.settings, names=self.names, registry=self.registry, stopping=self._services_stop,
+                call=call, apply=apply, emit=self._produce,
+            )
+            crashes = self.metrics.service_crashes.labels(service.name)
+            task = asyncio.create_task(supervise(service, ctx, crashes.inc), name=f"vt-service-{service.name}")
+            self._service_tasks.append(task)
+            log.info("service %s started", service.name)
+
+    async def _stop_services(self) -> None:
+        """Ask services to stop, give them a grace period, then cancel what is left."""
+        self._services_stop.set()
+        if not self._service_tasks:
+            return
+        done, pending = await asyncio.wait(self._service_tasks, timeout=SERVICE_STOP_GRACE_S)
+        for task in pending:
+            log.warning("service task %s did not stop within %.0fs; cancelling it", task.get_name(), SERVICE_STOP_GRACE_S)
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("service task %s ended with %r", task.get_name(), task.exception())
+        self._service_tasks.clear()
 
     # ----------------------------------------------------------------- main loop
     async def _loop(self) -> None:
@@ -233,7 +295,7 @@ class Runtime:
             if isinstance(decoded, DecodeFailure):
                 self._dead_letter(out, tp, record, decoded.error_type, decoded.error, None)
             else:
-                good.append(record)
+                good.append(record)  # value None: a tombstone on a compacted topic (the key left the set)
         for proc in self._by_topic.get(logical, []):
             start_at = self._resume.get((proc.name, tp), 0)
             mine = [r for r in good if r.offset >= start_at]
@@ -306,7 +368,13 @@ class Runtime:
         loop = asyncio.get_running_loop()
         now = time.time()
         for proc in self.processors:
-            result = await loop.run_in_executor(self._executor, proc.tick, now)
+            try:
+                result = await loop.run_in_executor(self._executor, proc.tick, now)
+            except Exception:
+                # A bug in time-driven work must not stop consumption; it is logged and counted.
+                log.exception("processor %s raised in tick(); continuing", proc.name)
+                self.metrics.processing_errors.labels(proc.name).inc()
+                continue
             await self._produce(result.outputs)
             if result.rejected:
                 log.error("processor %s returned rejections from tick(); they have no input to dead-letter", proc.name)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 from collections.abc import Iterator
-
-from prometheus_client import CollectorRegistry
 
 from .broker import EmbeddedBroker
 from .config import Settings
@@ -24,16 +23,37 @@ from .topics import TopicNames, ensure_topics
 log = logging.getLogger(__name__)
 
 
-def build_processors(settings: Settings, registry: CollectorRegistry | None = None) -> list[Processor]:
-    """Every processor ``run`` starts, each owning its input topics; their metrics go to ``registry``.
+def build_processors(settings: Settings) -> list[Processor]:
+    """Every processor ``run`` starts, each owning its input topics.
 
-    Engines whose issue has not landed are absent; their input topics are only
-    counted and validated by :class:`processors.intake.IntakeCounter`.
+    Processors register their metrics when the runtime calls ``bind_metrics``.
+    :class:`processors.intake.IntakeCounter` remains for input topics no engine owns
+    (none, now that all three engines have landed).
     """
     from processors.density import DensityProcessor
-    from processors.intake import IntakeCounter
+    from processors.feedback.processor import FeedbackProcessor
+    from processors.feedback.release import SIGNING_KEY_ENV
+    from processors.training import TrainingProcessor
 
-    return [DensityProcessor(settings.density, registry=registry), IntakeCounter(("feedback",))]
+    proposer = None
+    if settings.feedback.llm_enabled:
+        from processors.feedback.llm import LLMRuleProposer
+
+        proposer = LLMRuleProposer(
+            model=settings.feedback.llm_model, base_url=settings.feedback.llm_base_url, timeout_s=settings.feedback.llm_timeout_s
+        )
+    feedback = FeedbackProcessor(
+        settings.feedback,
+        store_dir=settings.state_dir / "hooks",
+        signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
+        proposer=proposer,
+    )
+    processors: list[Processor] = [DensityProcessor(settings.density), TrainingProcessor(settings), feedback]
+    if settings.vectorwave.golden_writeback:  # opt-in: needs the vectorwave extra and its store
+        from .vectorwave_bridge.golden import GoldenWriteBack
+
+        processors.append(GoldenWriteBack.from_settings(settings))
+    return processors
 
 
 @contextlib.contextmanager
@@ -59,8 +79,7 @@ async def serve(settings: Settings, processors: list[Processor] | None = None) -
     assert settings.bootstrap is not None
     created = await ensure_topics(settings.bootstrap, TopicNames(settings.topic_prefix), settings.partitions, settings.replication_factor)
     log.info("topics: %s", ", ".join(f"{t} ({s})" for t, s in sorted(created.items())))
-    registry = CollectorRegistry()
-    runtime = Runtime(settings, processors if processors is not None else build_processors(settings, registry), registry=registry)
+    runtime = Runtime(settings, processors if processors is not None else build_processors(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(runtime, sig))

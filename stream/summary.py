@@ -142,3 +142,47 @@ def golden_by_function(records: Records) -> Table | None:
     left = len(recs) - entered
     table.caption = f"{entered} samples entered and {left} left over the run (tombstones)"
     return table
+
+
+@section(30)
+def hook_versions(records: Records) -> Table | None:
+    """Engine 2: every hook release on the topic with its validation (held-out = pairs never used to synthesise)."""
+    releases = _values(records.get("hooks", []), "hooks")
+    if not releases:
+        return None
+    table = Table(
+        title="Prompt hooks: share of answers equal to the user's fix, no hook → hook\n"
+        "(held out = pairs never used to synthesise; sim. = mean word-level similarity)",
+        title_justify="left",
+    )
+    table.add_column("function", no_wrap=True)
+    for col in ("hook", "rules", "pairs (held out)", "held-out exact", "held-out sim.", "all exact"):
+        table.add_column(col, justify="right")
+
+    def pct(v: dict[str, float], name: str) -> str:
+        return f"{v.get(name + '_before', 0.0):.0%}→{v.get(name + '_after', 0.0):.0%}"
+
+    seen = set()
+    for r in sorted(releases, key=lambda r: (r["function_name"], r["version"])):
+        if (r["function_name"], r["version"], r["sha256"]) in seen:
+            continue
+        seen.add((r["function_name"], r["version"], r["sha256"]))
+        v = r["validation"]
+        table.add_row(
+            r["function_name"],
+            f"v{r['version']}" + (f" (rollback to v{r['rollback_of']})" if r.get("rollback_of") else ""),
+            str(len(r["rules"])),
+            f"{v['pairs']} ({v.get('heldout_pairs', 0)})",
+            pct(v, "heldout_exact_match"),
+            pct(v, "heldout_similarity"),
+            pct(v, "exact_match"),
+        )
+    return table
+
+
+@section(40)
+def training(records: Records) -> RenderableType | None:
+    """Engine 3: the dataset export or the job of each function."""
+    from processors.training.report import summary
+
+    return summary(records)

@@ -23,6 +23,19 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float) ->
         await asyncio.sleep(0.1)
 
 
+async def at_highwater(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
+    """True when every partition's position has reached the highwater of its last fetch.
+
+    The highwater in fetch responses is used because the embedded broker's
+    ListOffsets answer can be short of the true end.
+    """
+    for tp in tps:
+        high = consumer.highwater(tp)
+        if high is not None and await consumer.position(tp) < high:
+            return False
+    return True
+
+
 async def follow_topic(
     bootstrap: str, topic: str, *, from_beginning: bool = True, follow: bool = False, idle_timeout: float = 1.5
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
@@ -53,13 +66,7 @@ async def follow_topic(
                 continue
             if follow or time.monotonic() - last_data < idle_timeout:
                 continue
-            behind = False
-            for tp in tps:
-                high = consumer.highwater(tp)
-                if high is not None and await consumer.position(tp) < high:
-                    behind = True
-                    break
-            if not behind:
+            if await at_highwater(consumer, tps):
                 return
     finally:
         await consumer.stop()

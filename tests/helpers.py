@@ -70,3 +70,20 @@ class Explodes(Processor):
                 raise RuntimeError("kaboom")
         self.ok += len(records)
         return Result()
+
+
+class TickBomb(Processor):
+    """Its tick() always raises: the loop must keep consuming."""
+
+    name: ClassVar[str] = "tickbomb"
+    inputs: ClassVar[tuple[str, ...]] = ("executions",)
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def process(self, records: list[Record]) -> Result:
+        self.seen += len(records)
+        return Result()
+
+    def tick(self, now: float) -> Result:
+        raise RuntimeError("tick bug")

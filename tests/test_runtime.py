@@ -164,3 +164,15 @@ async def test_metrics_endpoint_serves_plausible_values(make_settings, topics) -
     assert scrape.total("vt_batch_processing_seconds_count", processor="echo") >= 1
     assert scrape.total("vt_record_latency_seconds_count", topic="executions") == 102
     assert scrape.total("vt_assigned_partitions", topic="executions") == 3
+
+
+async def test_a_raising_tick_is_counted_and_consumption_goes_on(make_settings, topics) -> None:
+    from .helpers import TickBomb
+
+    settings = make_settings()
+    gen = TrafficGenerator(seed=21, feedback_ratio=0.0)
+    await _produce(settings, [gen.execution() for _ in range(40)])
+    proc = TickBomb()
+    async with running(settings, [proc]) as rt:
+        await wait_for(lambda: proc.seen >= 40, what="40 processed")
+        assert metric(rt, "vt_processing_errors_total", processor="tickbomb") >= 1

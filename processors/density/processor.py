@@ -74,6 +74,13 @@ class DensityProcessor(Processor):
         self.metrics = DensityMetrics(registry, s.metric_functions)
         self.engines: dict[int, PartitionEngine] = {}
 
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        """Move the metrics into the runtime's registry (called once, before the runtime runs)."""
+        if registry is not self.metrics.registry:
+            self.metrics = DensityMetrics(registry, self.settings.metric_functions)
+            for engine in self.engines.values():
+                engine.metrics = self.metrics
+
     def _new_engine(self) -> PartitionEngine:
         return PartitionEngine(self.config, self.embedder, self.metrics)
 

@@ -1,0 +1,187 @@
+"""Word-level diff of a feedback pair ``bad_output → fixed_output``.
+
+The seed split outputs into character fragments; here both texts are split into
+word and punctuation tokens (whitespace kept only as spans between them), aligned
+with difflib's opcodes on case-folded tokens, and every change becomes an
+:class:`Edit` that knows its exact text in both outputs, its context and whether
+it sits at the start or the end.  Distances come from rapidfuzz.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Indel, Levenshtein
+
+_TOKEN = re.compile(r"\w+|[^\w\s]+")
+
+Embedder = Callable[[str], Sequence[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str
+    start: int
+    end: int
+
+
+def tokenize(text: str) -> list[Token]:
+    """Words (any script) and runs of punctuation, with their character spans."""
+    return [Token(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """One change between the outputs, in tokens ``bad[i1:i2] → fixed[j1:j2]``."""
+
+    op: str  # "replace" | "delete" | "insert"
+    old: str  # exact text of the changed tokens in bad_output ("" for an insert)
+    new: str  # exact text in fixed_output ("" for a delete)
+    at_start: bool  # the change begins both outputs
+    at_end: bool  # the change ends both outputs
+    before: str  # the token before the change in bad_output ("" at the start)
+    after: str  # the token after the change in bad_output ("" at the end)
+    old_span: tuple[int, int]  # character span in bad_output
+    new_span: tuple[int, int]  # character span in fixed_output
+    capitalized: bool = False  # a start deletion that also capitalised the next word
+
+
+@dataclass(frozen=True, slots=True)
+class DiffAnalysis:
+    """Everything the synthesiser needs to know about one pair."""
+
+    bad: str
+    fixed: str
+    edits: tuple[Edit, ...]
+    token_distance: float  # normalised Levenshtein distance over tokens, 0 = same words
+    similarity: float  # word-level similarity (see :func:`similarity`), 1 = same words
+    semantic_difference: float  # 1 - cosine of embeddings, or 1 - token Jaccard without an embedder
+
+    @property
+    def unchanged(self) -> bool:
+        return self.bad == self.fixed
+
+
+def similarity(a: str, b: str) -> float:
+    """Word-level similarity in [0, 1]: normalised Indel over word and punctuation tokens.
+
+    This is the score validation uses.  At word level, a rule that swaps one wrong
+    word for another wrong word is neutral, never "worse" by a letter's accident.
+    """
+    return float(Indel.normalized_similarity(words(a), words(b)))
+
+
+def words(text: str) -> list[str]:
+    """The token texts :func:`similarity` compares (cache them for a text scored many times)."""
+    return _TOKEN.findall(text)
+
+
+def similarity_to(a: str, b_words: list[str]) -> float:
+    """:func:`similarity` against a text already split with :func:`words`."""
+    return float(Indel.normalized_similarity(_TOKEN.findall(a), b_words))
+
+
+class FeedbackDiffAnalyzer:
+    """Analyses ``bad_output → fixed_output`` pairs at word level (the seed's name, not its method)."""
+
+    def __init__(self, embedder: Embedder | None = None) -> None:
+        self.embedder = embedder
+
+    def analyze(self, bad: str, fixed: str) -> DiffAnalysis:
+        a, b = tokenize(bad), tokenize(fixed)
+        edits = tuple(self._edits(bad, fixed, a, b))
+        return DiffAnalysis(
+            bad=bad,
+            fixed=fixed,
+            edits=edits,
+            token_distance=Levenshtein.normalized_distance([t.text for t in a], [t.text for t in b]),
+            similarity=similarity(bad, fixed),
+            semantic_difference=self._semantic_difference(bad, fixed, a, b),
+        )
+
+    def _semantic_difference(self, bad: str, fixed: str, a: list[Token], b: list[Token]) -> float:
+        if self.embedder is not None:
+            u, v = self.embedder(bad), self.embedder(fixed)
+            nu = math.sqrt(sum(x * x for x in u))
+            nv = math.sqrt(sum(x * x for x in v))
+            if nu == 0 or nv == 0:
+                return 0.0 if nu == nv else 1.0
+            return 1.0 - sum(x * y for x, y in zip(u, v, strict=True)) / (nu * nv)
+        sa = {t.text.casefold() for t in a if t.text[0].isalnum() or t.text[0] == "_"}
+        sb = {t.text.casefold() for t in b if t.text[0].isalnum() or t.text[0] == "_"}
+        if not sa and not sb:
+            return 0.0
+        return 1.0 - len(sa & sb) / len(sa | sb)
+
+    def _edits(self, bad: str, fixed: str, a: list[Token], b: list[Token]) -> list[Edit]:
+        ops = _token_ops(a, b)
+        # Merge neighbouring changes into one edit: "Mr. Customer" → "valued customer" is one phrase.
+        merged: list[list[int]] = []
+        for tag, i1, i2, j1, j2 in ops:
+            if tag == "equal":
+                continue
+            if merged and merged[-1][1] == i1 and merged[-1][3] == j1:
+                merged[-1][1], merged[-1][3] = i2, j2
+            else:
+                merged.append([i1, i2, j1, j2])
+        out: list[Edit] = []
+        for i1, i2, j1, j2 in merged:
+            out.append(self._edit(bad, fixed, a, b, i1, i2, j1, j2))
+        return out
+
+    @staticmethod
+    def _edit(bad: str, fixed: str, a: list[Token], b: list[Token], i1: int, i2: int, j1: int, j2: int) -> Edit:
+        at_start = i1 == 0 and j1 == 0
+        at_end = i2 == len(a) and j2 == len(b)
+        capitalized = False
+        if at_start and not at_end and j2 == j1 + 1 and i2 > i1 + 1:
+            # "Hello, the customer…" → "The customer…": a deleted opening plus a capitalised first word.
+            last, first = a[i2 - 1].text, b[j1].text
+            if last != first and last.casefold() == first.casefold() and first[:1].isupper():
+                i2, j2, capitalized = i2 - 1, j1, True
+        if at_start:
+            old_span = (0, a[i2].start if i2 < len(a) else len(bad))
+            new_span = (0, b[j2].start if j2 < len(b) else len(fixed))
+        elif at_end:
+            old_span = (a[i1 - 1].end if i1 > 0 else 0, len(bad))
+            new_span = (b[j1 - 1].end if j1 > 0 else 0, len(fixed))
+        else:
+            old_span = (a[i1].start, a[i2 - 1].end) if i2 > i1 else (a[i1].start, a[i1].start)
+            new_span = (b[j1].start, b[j2 - 1].end) if j2 > j1 else (b[j1].start, b[j1].start)
+        op = "replace" if i2 > i1 and j2 > j1 else ("delete" if i2 > i1 else "insert")
+        return Edit(
+            op=op,
+            old=bad[old_span[0] : old_span[1]],
+            new=fixed[new_span[0] : new_span[1]],
+            at_start=at_start,
+            at_end=at_end,
+            before=a[i1 - 1].text if i1 > 0 else "",
+            after=a[i2].text if i2 < len(a) else "",
+            old_span=old_span,
+            new_span=new_span,
+            capitalized=capitalized,
+        )
+
+
+def _token_ops(a: list[Token], b: list[Token]) -> list[tuple[str, int, int, int, int]]:
+    """difflib opcodes on case-folded tokens, with case-only changes split out as one-token replaces."""
+    matcher = difflib.SequenceMatcher(None, [t.text.casefold() for t in a], [t.text.casefold() for t in b], autojunk=False)
+    ops: list[tuple[str, int, int, int, int]] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            ops.append((tag, i1, i2, j1, j2))
+            continue
+        run = i1
+        for k in range(i2 - i1):
+            if a[i1 + k].text != b[j1 + k].text:
+                if run < i1 + k:
+                    ops.append(("equal", run, i1 + k, j1 + run - i1, j1 + k))
+                ops.append(("replace", i1 + k, i1 + k + 1, j1 + k, j1 + k + 1))
+                run = i1 + k + 1
+        if run < i2:
+            ops.append(("equal", run, i2, j1 + run - i1, j2))
+    return ops

@@ -1,0 +1,143 @@
+"""The optional LLM rule proposer, through the real openai SDK against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processors.feedback.llm import LLMRuleProposer, parse_proposals
+from processors.feedback.pairs import Pair, split
+from processors.feedback.processor import FeedbackProcessor
+from processors.feedback.rules import ReplacePhrase, StripSuffix, rule_key
+from processors.feedback.synthesizer import RuleSetSynthesizer
+from stream.config import FeedbackSettings
+from stream.events import HookRelease, decode, encode
+from stream.processing import Record
+
+from .feedback_data import feedback_event, uuids
+
+
+class FakeLLM:
+    """A tiny OpenAI-compatible chat-completions server on loopback; answers with a fixed proposal."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.auth: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append(body)
+                fake.auth.append(self.headers.get("Authorization", ""))
+                if self.path != "/v1/chat/completions":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                payload = json.dumps({
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": fake.answer}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeLLM:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# The model proposes one good rule, one harmful rule, one malformed rule and one of an unknown kind.
+ANSWER = json.dumps({"rules": [
+    {"kind": "replace_phrase", "old": "kindly", "new": "please"},
+    {"kind": "replace_phrase", "old": "the", "new": "a"},
+    {"kind": "replace_phrase", "old": "", "new": "x"},
+    {"kind": "run_python", "code": "__import__('os').system('id')"},
+]})
+
+
+def _pairs() -> list[Pair]:
+    # Users fix "kindly" and the garbled word after it in one go, so every diff proposal is a different
+    # phrase ("kindly check0" → "please check", ...) with support 1: only the LLM sees the general rule.
+    verbs = ["check", "reply", "wait", "confirm", "retry", "call", "update", "review", "sign", "pay"]
+    return [
+        Pair(u, f"Please note: the team will kindly {verbs[i % 10]}{i} now.", f"Please note: the team will please {verbs[i % 10]} now.")
+        for i, u in enumerate(uuids(30, tag="llm"))
+    ]
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    with FakeLLM(ANSWER) as server:
+        yield server
+
+
+def test_proposals_come_through_the_openai_sdk_and_pass_the_same_validation(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-123456")
+    proposer = LLMRuleProposer(model="tiny-test-model", base_url=fake_llm.url, timeout_s=10)
+    train, _ = split(_pairs(), 0.2)
+    proposals = proposer.propose("fn", train)
+    # Strictly decoded: the empty phrase and the unknown kind are dropped.
+    assert [rule_key(r) for r in proposals] == [rule_key(ReplacePhrase(old="kindly", new="please")), rule_key(ReplacePhrase(old="the", new="a"))]
+    assert all(r.origin == "llm" for r in proposals)
+    (request,) = fake_llm.requests
+    assert request["model"] == "tiny-test-model" and request["temperature"] == 0
+    sent = json.loads(request["messages"][1]["content"])
+    assert sent["function"] == "fn" and sent["corrections"][0]["corrected"].startswith("Please note")
+    assert fake_llm.auth == ["Bearer sk-test-not-a-real-key-123456"]
+
+    without = RuleSetSynthesizer().synthesize(train)
+    assert without.rules == []
+    result = RuleSetSynthesizer().synthesize(train, extra=proposals)
+    assert [rule_key(r) for r in result.rules] == [rule_key(ReplacePhrase(old="kindly", new="please"))]
+    harmful = next(s for s in result.candidates if rule_key(s.rule) == rule_key(ReplacePhrase(old="the", new="a")))
+    assert harmful.support == 0 and harmful.verdict != "kept"
+
+
+def test_processor_uses_the_proposer_and_survives_its_failures(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    proposer = LLMRuleProposer(model="m", base_url=fake_llm.url, api_key="local", timeout_s=10)
+    proc = FeedbackProcessor(FeedbackSettings(), store_dir=tmp_path / "hooks", proposer=proposer, clock=lambda: 0.0)
+    proc.load_state("feedback", 0, None)
+    fbs = [feedback_event("fn", p.bad, p.fixed, p.uuid, i) for i, p in enumerate(_pairs())]
+    proc.process([Record("feedback", 0, i, b"fn", f, encode(f)) for i, f in enumerate(fbs)])
+    (out,) = proc.tick(10.0).outputs
+    release = decode("hooks", out.value)  # type: ignore[arg-type]
+    assert isinstance(release, HookRelease) and release.rules[0].origin == "llm"
+    v = release.validation
+    assert v.worse_pairs == 0 and v.heldout_similarity_after > v.heldout_similarity_before
+
+    # The endpoint goes away: no proposals, no crash, no release of anything new.
+    fake_llm.server.shutdown()
+    fake_llm.server.server_close()
+    more = feedback_event("fn", "Other text here.", "Other text.", "late-1", 99)
+    proc.process([Record("feedback", 0, 99, b"fn", more, encode(more))])
+    assert proc.tick(20.0).outputs == []
+    assert proposer.failures == 1
+
+
+def test_model_answers_that_are_not_rules_yield_nothing() -> None:
+    assert parse_proposals("not json at all") == []
+    assert parse_proposals(json.dumps({"rules": "nope"})) == []
+    assert [type(r) for r in parse_proposals(json.dumps([{"kind": "strip_suffix", "text": "Bye.", "support": 999}]))] == [StripSuffix]
+    assert parse_proposals(json.dumps([{"kind": "strip_suffix", "text": "Bye.", "support": 999}]))[0].support == 0
