@@ -8,7 +8,7 @@ they never reach a checkpoint, a vector or the golden topic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -20,7 +20,7 @@ MASK = "[MASKED]"
 _json = msgspec.json.Encoder(order="deterministic")
 
 
-def masker(keys: Iterable[str]):  # type: ignore[no-untyped-def]
+def masker(keys: Iterable[str]) -> Callable[[Any], Any]:
     """A function that masks the values of ``keys`` in a JSON-like value (identity when no keys)."""
     wanted = frozenset(k.lower() for k in keys)
 
