@@ -81,6 +81,38 @@ async def test_restart_and_crash_replay_give_the_uninterrupted_golden_set(make_s
     assert await _golden(b) == golden_a, "the replay re-emitted exactly what the lost run had emitted"
 
 
+async def test_changed_epsilon_rebuilds_from_the_beginning_through_the_runtime(make_settings, topics, tmp_path: Path) -> None:
+    """A checkpoint built under another epsilon is dropped (REBUILD): the whole topic is replayed."""
+    items = _traffic(600, seed=29)
+    s = make_settings(state_dir=tmp_path / "s")
+    await _produce(s, items)
+    await _consume_all(s, len(items))
+    narrow = DensitySettings(exact_threshold=128, anomaly_min_logs=50, epsilon=0.2)
+    registry = CollectorRegistry()
+    proc = DensityProcessor(narrow, registry=registry)
+    async with running(s, [proc], registry=registry) as rt:
+        await wait_for(lambda: metric(rt, "vt_events_consumed_total") >= len(items), timeout=120, what="the replay")
+        await asyncio.sleep(0.3)
+        assert metric(rt, "vt_events_consumed_total") == len(items), "replayed from the beginning, once"
+    fresh = DensityProcessor(narrow)
+    fresh.process(_records(items, s.partitions))
+    assert proc.golden() == fresh.golden()
+    golden = {k.decode() for k in await _golden(s)}
+    assert golden == {f"{fn}/{u}" for fn, sel in fresh.golden().items() for u in sel}, "old samples withdrawn"
+
+
+def _records(items, partitions: int = 3) -> list:
+    """The records as the runtime sees them: grouped by the partition each key hashes to, in order."""
+    from stream.partitioning import function_partition
+
+    from .density_helpers import records
+
+    by_partition: dict[int, list] = {}
+    for it in items:
+        by_partition.setdefault(function_partition(it.key, partitions), []).append(it.event)
+    return [r for p, evs in sorted(by_partition.items()) for r in records(evs, partition=p)]
+
+
 async def test_wrong_dimensions_are_dead_lettered_by_the_density_processor(make_settings, topics) -> None:
     settings = make_settings()
     gen = TrafficGenerator(seed=5, feedback_ratio=0.0)
