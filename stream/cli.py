@@ -462,6 +462,44 @@ def config(sets: Sets = None) -> None:
 
 
 @app.command()
+def extract(
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Execution logs, one JSON object per line (the executions topic's schema).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Where to write the golden set, one JSON line per sample.")],
+    chatml_only: Annotated[bool, typer.Option("--chatml-only", help="Write only {\"messages\": [...]} lines (fine-tuning format) instead of full GoldenSamples.")] = False,
+    rejects: Annotated[Optional[Path], typer.Option("--rejects", help="Also write every refused line with its reason here (JSON lines).")] = None,
+    sets: Sets = None,
+) -> None:
+    """Run the density engine over a file of execution logs and write its golden set (the seed's
+    offline extractor).  Same engine and settings (-c density.epsilon=0.25 ...) as 'run'."""
+    from processors.density.embedder import EmbedderError
+    from processors.density.extract import extract as run_extract
+
+    s = load_settings(sets=sets)
+    if not input_path.is_file():
+        console.print(f"[red]{input_path} is not a file[/red]")
+        raise typer.Exit(2)
+    try:
+        report = run_extract(
+            input_path, out_path, s.density, chatml_only=chatml_only, rejects_path=rejects,
+            max_bytes=s.runtime.max_message_bytes, max_vector_dim=s.runtime.max_vector_dim,
+        )
+    except EmbedderError as exc:
+        console.print(f"[red]embedder error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    from rich.table import Table
+
+    table = Table("function", "steady", "anomaly", title=f"golden set written to {out_path}", title_justify="left")
+    for fn, counts in sorted(report.golden.items()):
+        table.add_row(fn, str(counts.get("steady", 0)), str(counts.get("anomaly", 0)))
+    out.print(table)
+    refused = sum(report.rejected.values())
+    out.print(f"{report.lines} lines, {report.in_index} logs in the index, {refused} refused"
+              + (f" ({', '.join(f'{k}={v}' for k, v in report.rejected.most_common())})" if refused else ""))
+    for line in report.first_errors:
+        console.print(f"  [yellow]{line}[/yellow]")
+
+
+@app.command()
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds of traffic.")] = 60.0,
     rate: Annotated[float, typer.Option(help="Events per second.")] = 150.0,

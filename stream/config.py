@@ -68,6 +68,91 @@ class RuntimeSettings:
         _check(self.send_retry_backoff_s > 0, "runtime.send_retry_backoff_s", "must be > 0")
 
 
+EMBEDDERS = ("hashing", "sentence-transformers")
+
+
+@dataclass(frozen=True, slots=True)
+class DensitySettings:
+    """Engine 1: the incremental density index and golden selection (``processors/density``).
+
+    Settings that shape the index itself (epsilon, vector source, embedder, masking) are
+    recorded in every checkpoint; changing one makes the processor rebuild its state
+    from the beginning of ``executions`` instead of mixing old and new densities.
+    """
+
+    epsilon: float = field(default=0.3, metadata={"help": "cosine distance within which two logs are neighbours (0..1)"})
+    exact_threshold: int = field(
+        default=512, metadata={"help": "a function's index uses exact brute force below this many logs, HNSW above"}
+    )
+    hnsw_m: int = field(default=32, metadata={"help": "HNSW links per node (level 0 has twice as many)"})
+    hnsw_ef_construction: int = field(default=200, metadata={"help": "HNSW build-time beam width"})
+    hnsw_ef: int = field(default=64, metadata={"help": "HNSW query beam width beyond k (ef = k + this)"})
+    initial_k: int = field(default=32, metadata={"help": "first k of the k-NN range emulation; grown until the k-th neighbour is beyond epsilon"})
+    max_k: int = field(
+        default=4096, metadata={"help": "cap of that k; a log with more neighbours gets a truncated density (vt_density_range_cap_hits_total)"}
+    )
+    query_threads: int = field(default=1, metadata={"help": "threads of one HNSW query call (inserts always use one: deterministic graphs)"})
+    ttl_s: float = field(
+        default=7 * 24 * 3600.0, metadata={"help": "logs older than this (event time, behind the function's newest log) leave the index; 0 = never"}
+    )
+    max_per_function: int = field(default=100_000, metadata={"help": "most logs kept per function; the oldest (event time) leave first"})
+    select_interval_s: float = field(
+        default=5.0, metadata={"help": "selection is re-evaluated each time a partition's event time enters a new window of this length"}
+    )
+    steady_k: int = field(default=50, metadata={"help": "most steady (dense-centre) samples per function"})
+    steady_min_density: float = field(default=1.0, metadata={"help": "a steady sample needs at least this density"})
+    dedup_similarity: float | None = field(
+        default=None, metadata={"help": "two selected samples never have a cosine similarity above this; unset = 1 - epsilon"}
+    )
+    anomaly_k: int = field(default=50, metadata={"help": "most anomaly (rare but successful) samples per function; 0 = none"})
+    anomaly_percentile: float = field(default=5.0, metadata={"help": "anomalies come from the lowest this-percent densities"})
+    anomaly_min_logs: int = field(default=100, metadata={"help": "logs a function needs before anomalies are selected"})
+    system_prompt: str = field(
+        default="You are the {function} function of an LLM service.",
+        metadata={"help": "system message of every golden sample; {function} is replaced by the function name"},
+    )
+    mask_keys: tuple[str, ...] = field(
+        default=(), metadata={"help": "input keys (any depth, case-insensitive) whose values are masked before indexing and output"}
+    )
+    embedder: str = field(
+        default="hashing", metadata={"help": "vectors for logs without one: hashing (scikit-learn) or sentence-transformers"}
+    )
+    embed_dim: int = field(default=384, metadata={"help": "dimension of the hashing embedder's vectors"})
+    embed_model_path: Path | None = field(
+        default=None, metadata={"help": "local sentence-transformers model directory (never downloaded)"}
+    )
+    metric_functions: int = field(default=200, metadata={"help": "distinct function names in metric labels; more become _other"})
+
+    def validate(self) -> None:
+        _check(0 < self.epsilon < 1, "density.epsilon", "must be between 0 and 1 (exclusive)")
+        _check(self.exact_threshold >= 1, "density.exact_threshold", "must be >= 1")
+        _check(4 <= self.hnsw_m <= 256, "density.hnsw_m", "must be 4..256")
+        _check(self.hnsw_ef_construction >= self.hnsw_m, "density.hnsw_ef_construction", "must be >= hnsw_m")
+        _check(self.hnsw_ef >= 1, "density.hnsw_ef", "must be >= 1")
+        _check(1 <= self.initial_k <= self.max_k, "density.initial_k", "must be 1..max_k")
+        _check(self.query_threads >= 1, "density.query_threads", "must be >= 1")
+        _check(self.ttl_s >= 0, "density.ttl_s", "must be >= 0 (0 = no TTL)")
+        _check(self.max_per_function >= 1, "density.max_per_function", "must be >= 1")
+        _check(self.select_interval_s > 0, "density.select_interval_s", "must be > 0")
+        _check(self.steady_k >= 0 and self.anomaly_k >= 0, "density.steady_k/anomaly_k", "must be >= 0")
+        _check(self.steady_min_density >= 0, "density.steady_min_density", "must be >= 0")
+        _check(
+            self.dedup_similarity is None or -1 <= self.dedup_similarity <= 1,
+            "density.dedup_similarity",
+            "must be between -1 and 1",
+        )
+        _check(0 < self.anomaly_percentile < 100, "density.anomaly_percentile", "must be between 0 and 100 (exclusive)")
+        _check(self.anomaly_min_logs >= 1, "density.anomaly_min_logs", "must be >= 1")
+        _check(self.embedder in EMBEDDERS, "density.embedder", f"{self.embedder!r} is not one of {', '.join(EMBEDDERS)}")
+        _check(8 <= self.embed_dim <= 8192, "density.embed_dim", "must be 8..8192")
+        _check(
+            self.embedder != "sentence-transformers" or self.embed_model_path is not None,
+            "density.embed_model_path",
+            "is required when density.embedder=sentence-transformers (a local directory; nothing is downloaded)",
+        )
+        _check(self.metric_functions >= 1, "density.metric_functions", "must be >= 1")
+
+
 # USD per 1M *training* tokens, as published by OpenAI for supervised fine-tuning when this
 # was written.  Prices change: override with VT_TRAINING_PRICES="model=usd,model=usd".
 DEFAULT_TRAINING_PRICES: dict[str, float] = {
@@ -253,6 +338,7 @@ class Settings:
     replication_factor: int = field(default=1, metadata={"help": "replication factor of created topics"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    density: DensitySettings = field(default_factory=DensitySettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     vectorwave: VectorWaveSettings = field(default_factory=VectorWaveSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 # Where a stateful processor wants to resume a partition when it has no checkpoint.
 FROM_BEGINNING = -2
 FROM_COMMITTED = -1
+# Returned by load_state when the checkpoint it was given cannot be used (e.g. it was built
+# under settings that shaped the state differently): the runtime then replays from the beginning.
+REBUILD = -3
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,8 @@ class Processor(ABC):
 
         Return where to resume when there is no checkpoint: :data:`FROM_COMMITTED`
         (the group's committed offset) or :data:`FROM_BEGINNING` (replay the topic to
-        rebuild state).  With a checkpoint the runtime resumes at its stored offset.
+        rebuild state).  With a checkpoint the runtime resumes at its stored offset,
+        unless the processor returns :data:`REBUILD` (it could not use the checkpoint).
         """
         return FROM_COMMITTED
 

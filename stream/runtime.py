@@ -28,7 +28,7 @@ from .config import Settings
 from .deadletter import PROCESSING_ERROR, DecodeFailure, dead_letter, decode_input
 from .metrics import MetricsServer, RuntimeMetrics
 from .partitioning import function_partitioner
-from .processing import FROM_BEGINNING, FROM_COMMITTED, Output, Processor, Record, Rejection, Result
+from .processing import FROM_BEGINNING, FROM_COMMITTED, REBUILD, Output, Processor, Record, Rejection, Result
 from .services import Service, ServiceContext, supervise
 from .state import CheckpointStore
 from .topics import DLQ, TopicNames
@@ -458,9 +458,9 @@ class Runtime:
                 ckpt = await loop.run_in_executor(self._executor, self._store.load, proc.name, tp.topic, tp.partition)
             directory = ckpt.directory if ckpt else None
             wish = await loop.run_in_executor(self._executor, proc.load_state, logical, tp.partition, directory)
-            if ckpt is not None:
+            if ckpt is not None and wish != REBUILD:
                 start = ckpt.offset
-            elif wish == FROM_BEGINNING:
+            elif wish in (FROM_BEGINNING, REBUILD):
                 start = beginning
             elif wish == FROM_COMMITTED:
                 start = committed if committed is not None else beginning

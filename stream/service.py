@@ -26,12 +26,13 @@ log = logging.getLogger(__name__)
 def build_processors(settings: Settings) -> list[Processor]:
     """Every processor ``run`` starts, each owning its input topics.
 
-    Engines whose issue has not landed are absent; their input topics are only
-    counted and validated by :class:`processors.intake.IntakeCounter`.
+    Processors register their metrics when the runtime calls ``bind_metrics``.
+    :class:`processors.intake.IntakeCounter` remains for input topics no engine owns
+    (none, now that all three engines have landed).
     """
+    from processors.density import DensityProcessor
     from processors.feedback.processor import FeedbackProcessor
     from processors.feedback.release import SIGNING_KEY_ENV
-    from processors.intake import IntakeCounter
     from processors.training import TrainingProcessor
 
     proposer = None
@@ -47,7 +48,7 @@ def build_processors(settings: Settings) -> list[Processor]:
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
         proposer=proposer,
     )
-    processors: list[Processor] = [IntakeCounter(("executions",)), TrainingProcessor(settings), feedback]
+    processors: list[Processor] = [DensityProcessor(settings.density), TrainingProcessor(settings), feedback]
     if settings.vectorwave.golden_writeback:  # opt-in: needs the vectorwave extra and its store
         from .vectorwave_bridge.golden import GoldenWriteBack
 

@@ -107,6 +107,43 @@ def dead_letters(records: Records) -> Table | None:
     return table
 
 
+@section(15)
+def golden_by_function(records: Records) -> Table | None:
+    """The golden set as the compacted topic holds it (last value per key; tombstones delete)."""
+    recs = records.get("golden", [])
+    if not recs:
+        return None
+    current: dict[bytes, bytes | None] = {}
+    for r in recs:
+        if r.key is not None:
+            current[r.key] = r.value
+    per: dict[str, Counter[str]] = {}
+    example: dict[str, tuple[float, str]] = {}
+    for value in current.values():
+        if value is None:
+            continue
+        try:
+            sample = events.decode("golden", value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        assert isinstance(sample, events.GoldenSample)
+        per.setdefault(sample.function_name, Counter())[sample.strategy] += 1
+        if sample.strategy == "steady" and sample.density > example.get(sample.function_name, (-1.0, ""))[0]:
+            user = next((m.content for m in sample.messages if m.role == "user"), "")
+            example[sample.function_name] = (sample.density, user)
+    table = Table(title="Golden samples per function (current set on the golden topic)", title_justify="left")
+    table.add_column("function")
+    table.add_column("steady", justify="right")
+    table.add_column("anomaly", justify="right")
+    table.add_column("densest steady sample (user message)")
+    for fn in sorted(per):
+        table.add_row(fn, str(per[fn].get("steady", 0)), str(per[fn].get("anomaly", 0)), example.get(fn, (0.0, ""))[1][:60])
+    entered = sum(1 for r in recs if r.value is not None)
+    left = len(recs) - entered
+    table.caption = f"{entered} samples entered and {left} left over the run (tombstones)"
+    return table
+
+
 @section(30)
 def hook_versions(records: Records) -> Table | None:
     """Engine 2: every hook release on the topic with its validation (held-out = pairs never used to synthesise)."""

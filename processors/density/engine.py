@@ -1,0 +1,425 @@
+"""The density engine of one partition: logs in, golden-set changes out.
+
+Logs are indexed in batches (everything between two evaluation points, or the end
+of a ``process`` call).  Evaluation points are where the partition's event time
+(the largest ``timestamp_utc`` seen) enters a new ``select_interval_s`` window; there
+the engine evicts (TTL behind the function's newest log, then the per-function cap)
+and re-evaluates the golden set of every function that changed, emitting a
+GoldenSample for each sample that enters and a tombstone for each that leaves.
+
+Everything here depends only on the sequence of input records, never on the wall
+clock or on how the runtime happened to batch them: densities are exact integer
+sums, evictions and selections happen only at evaluation points, and ``selected_at``
+is event time.  A replay from a checkpoint therefore re-emits exactly the records
+the first run emitted, which is what makes the compacted golden topic converge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from stream.deadletter import INVALID_VALUE, INVALID_VECTOR, WRONG_DIMENSION
+from stream.events import ExecutionLog, GoldenSample, encode
+from stream.processing import Output
+
+from . import chatml
+from .embedder import Embedder
+from .index import STATUS_CODES, FunctionIndex, IndexMeta, IndexParams
+from .metrics import DensityMetrics
+from .selection import SelectionParams, select
+from .vectors import from_fixed, normalise, uid_hash
+
+STATE_FILE = "density.json"
+STATE_VERSION = 1
+_STALE = "stale"  # strategy of a sample inherited from an unusable checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What the engine needs from ``DensitySettings``, in its own units."""
+
+    index: IndexParams = field(default_factory=IndexParams)
+    selection: SelectionParams = field(default_factory=SelectionParams)
+    ttl_ms: int = 7 * 24 * 3600 * 1000  # 0 = no TTL
+    max_per_function: int = 100_000
+    interval_ms: int = 5_000
+    system_prompt: str = "You are the {function} function of an LLM service."
+    mask_keys: tuple[str, ...] = ()
+    embedder: str = "hashing"
+    embed_dim: int = 384
+    embed_model: str = ""
+
+    def fingerprint(self) -> str:
+        """Settings that shape stored vectors and densities; a checkpoint made under others is unusable."""
+        shaping = [self.index.epsilon, self.embedder, self.embed_dim, self.embed_model, sorted(k.lower() for k in self.mask_keys)]
+        return hashlib.sha256(msgspec.json.encode(shaping)).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Refused:
+    """An input the engine will not index (it becomes a dead letter)."""
+
+    ref: Any
+    error_type: str
+    error: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    refs: list[Any] = field(default_factory=list)
+    vectors: list[list[float]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    uid: list[int] = field(default_factory=list)
+    uids: set[int] = field(default_factory=set)
+    status: list[int] = field(default_factory=list)
+    payloads: list[bytes | None] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FunctionState:
+    name: str
+    dim: int = 0
+    source: str = ""  # "event" (vectors come in the logs) or "embedder"
+    index: FunctionIndex | None = None
+    watermark_ms: int | None = None  # newest event time of this function
+    seq: int = 0
+    dirty: bool = False
+    published: dict[str, str] = field(default_factory=dict)  # uuid -> strategy, as on the golden topic
+    pending: _Pending = field(default_factory=_Pending)
+
+
+class _FunctionMeta(msgspec.Struct):
+    name: str
+    prefix: str
+    dim: int
+    source: str
+    watermark_ms: int | None
+    seq: int
+    dirty: bool
+    published: dict[str, str]
+    index: IndexMeta | None
+
+
+class _PartitionMeta(msgspec.Struct):
+    version: int
+    fingerprint: str
+    watermark_ms: int | None
+    window: int | None
+    functions: list[_FunctionMeta]
+
+
+class PartitionEngine:
+    """Density index, golden selection and emission for the functions of one partition."""
+
+    def __init__(self, config: EngineConfig, embedder: Embedder | None, metrics: DensityMetrics) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.metrics = metrics
+        self.functions: dict[str, FunctionState] = {}
+        self.watermark_ms: int | None = None
+        self.window: int | None = None
+        self._mask = chatml.masker(config.mask_keys)
+
+    # ------------------------------------------------------------------ input
+    def offer(self, log: ExecutionLog, ref: Any) -> tuple[list[Output], list[Refused]]:
+        """Take one log (in partition order): an evaluation point may come first."""
+        fn = self.functions.get(log.function_name)
+        refused = self._check(log, fn)
+        if refused is not None:
+            return [], [Refused(ref, *refused)]
+        ts_ms = _millis(log.timestamp_utc)
+        outputs, late = self._advance(ts_ms)
+        if fn is None:
+            fn = self.functions[log.function_name] = FunctionState(log.function_name)
+        if fn.index is None:
+            self._first_log(fn, log)
+        fn.watermark_ms = ts_ms if fn.watermark_ms is None else max(fn.watermark_ms, ts_ms)
+        if log.status == "CACHE_HIT":
+            # The original call was logged (and indexed) already; a cache hit would count it twice.
+            self.metrics.skipped.labels(self.metrics.label(fn.name), "cache_hit").inc()
+            return outputs, late
+        uid = uid_hash(log.uuid)
+        assert fn.index is not None
+        if fn.index.has_uid(uid) or uid in fn.pending.uids:
+            self.metrics.skipped.labels(self.metrics.label(fn.name), "duplicate").inc()
+            return outputs, late
+        inputs = self._mask(log.inputs)
+        p = fn.pending
+        p.refs.append(ref)
+        p.ts.append(ts_ms)
+        p.uid.append(uid)
+        p.uids.add(uid)
+        p.status.append(STATUS_CODES[log.status])
+        if fn.source == "event":
+            p.vectors.append(log.vector)  # type: ignore[arg-type]
+        else:
+            p.texts.append(chatml.embedding_text(inputs, log.return_value))
+        p.payloads.append(
+            msgspec.msgpack.encode((log.uuid, ts_ms, inputs, log.return_value)) if log.status == "SUCCESS" else None
+        )
+        return outputs, late
+
+    def _check(self, log: ExecutionLog, fn: FunctionState | None) -> tuple[str, str] | None:
+        """Why a log cannot be indexed in its function (vector source and dimension), or None."""
+        has_vector = log.vector is not None
+        if fn is None or fn.index is None:
+            if not has_vector and self.embedder is None:
+                return INVALID_VECTOR, "log has no vector and no embedder is configured - at `$.vector`"
+            return None
+        if fn.source == "event" and not has_vector:
+            return INVALID_VECTOR, f"{fn.name!r} logs carry their own {fn.dim}-d vectors; this one has none - at `$.vector`"
+        if fn.source == "embedder" and has_vector:
+            return INVALID_VECTOR, (
+                f"{fn.name!r} logs are embedded here ({fn.dim}-d); a log carrying its own vector would mix two "
+                "vector spaces - at `$.vector`"
+            )
+        if has_vector and len(log.vector) != fn.dim:  # type: ignore[arg-type]
+            return WRONG_DIMENSION, f"vector has {len(log.vector)} dimensions but {fn.name!r} uses {fn.dim} - at `$.vector`"  # type: ignore[arg-type]
+        return None
+
+    def _first_log(self, fn: FunctionState, log: ExecutionLog) -> None:
+        if log.vector is not None:
+            fn.source, fn.dim = "event", len(log.vector)
+        else:
+            assert self.embedder is not None
+            fn.source, fn.dim = "embedder", self.embedder.dim
+        fn.index = FunctionIndex(fn.dim, self.config.index)
+
+    def _advance(self, ts_ms: int) -> tuple[list[Output], list[Refused]]:
+        interval = self.config.interval_ms
+        if self.watermark_ms is None:
+            self.watermark_ms, self.window = ts_ms, ts_ms // interval
+            return [], []
+        watermark = max(self.watermark_ms, ts_ms)
+        window = watermark // interval
+        outputs: list[Output] = []
+        refused: list[Refused] = []
+        if self.window is None or window > self.window:
+            outputs, refused = self.evaluate()
+        self.watermark_ms, self.window = watermark, window
+        return outputs, refused
+
+    # ------------------------------------------------------------------ indexing
+    def flush(self) -> list[Refused]:
+        """Index every pending log (one batch per function)."""
+        refused: list[Refused] = []
+        for fn in self.functions.values():
+            if fn.pending.refs:
+                refused.extend(self._flush_function(fn))
+        return refused
+
+    def _flush_function(self, fn: FunctionState) -> list[Refused]:
+        p, fn.pending = fn.pending, _Pending()
+        assert fn.index is not None
+        if fn.source == "event":
+            raw = np.array(p.vectors, dtype=np.float64)
+            why = "vector is zero or not finite: it has no direction - at `$.vector`"
+            bad_type = INVALID_VECTOR
+        else:
+            assert self.embedder is not None
+            raw = self.embedder.embed(p.texts)
+            why = "nothing to embed: the inputs and output render to no tokens"
+            bad_type = INVALID_VALUE
+        unit, ok = normalise(raw)
+        refused = [Refused(p.refs[i], bad_type, why) for i in np.flatnonzero(~ok)]
+        if not ok.any():
+            return refused
+        keep = np.flatnonzero(ok)
+        n = len(keep)
+        seq = np.arange(fn.seq, fn.seq + n, dtype=np.int64)
+        fn.seq += n
+        _slots, stats = fn.index.insert(
+            unit[keep],
+            np.array(p.ts, dtype=np.int64)[keep],
+            seq,
+            np.array(p.uid, dtype=np.int64)[keep],
+            np.array(p.status, dtype=np.uint8)[keep],
+            [p.payloads[i] for i in keep.tolist()],
+        )
+        fn.dirty = True
+        label = self.metrics.label(fn.name)
+        self.metrics.indexed.labels(label).inc(n)
+        self.metrics.insert_seconds.observe(stats.seconds)
+        if stats.cap_hits:
+            self.metrics.cap_hits.labels(label).inc(stats.cap_hits)
+        if stats.brute_rows:
+            self.metrics.brute_rows.labels(label).inc(stats.brute_rows)
+        return refused
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> tuple[list[Output], list[Refused]]:
+        """Flush, then evict and re-select every function that changed since the last evaluation."""
+        refused = self.flush()
+        outputs: list[Output] = []
+        for name in sorted(self.functions):
+            fn = self.functions[name]
+            if fn.dirty:
+                outputs.extend(self._evaluate_function(fn))
+                fn.dirty = False
+        return outputs, refused
+
+    def _evaluate_function(self, fn: FunctionState) -> list[Output]:
+        started = time.perf_counter()
+        label = self.metrics.label(fn.name)
+        index = fn.index
+        if index is None:  # known only from an older checkpoint's golden set (rebuild): it all leaves
+            chosen: dict[str, tuple[str, int]] = {}
+        else:
+            self._evict(fn, index, label)
+            sel = select(index, self.config.selection)
+            chosen = {}
+            for strategy, slots in (("steady", sel.steady), ("anomaly", sel.anomaly)):
+                for s in slots.tolist():
+                    payload = index.payload[s]
+                    assert payload is not None, "only SUCCESS logs (which keep their payload) are selected"
+                    chosen[msgspec.msgpack.decode(payload)[0]] = (strategy, s)
+        outputs: list[Output] = []
+        for uuid in sorted(set(fn.published) - set(chosen)):
+            outputs.append(Output("golden", _key(fn.name, uuid), None))
+            self.metrics.golden_changes.labels(fn.published.pop(uuid), "leave").inc()
+        selected_at = _datetime(fn.watermark_ms or 0)
+        for uuid, (strategy, slot) in chosen.items():
+            if fn.published.get(uuid) == strategy:
+                continue
+            assert index is not None
+            outputs.append(Output("golden", _key(fn.name, uuid), encode(self._sample(fn, index, slot, strategy, selected_at))))
+            fn.published[uuid] = strategy
+            self.metrics.golden_changes.labels(strategy, "enter").inc()
+        self.metrics.observe_golden(fn.name, _counts(fn.published))
+        if index is not None:
+            live = index.live_slots()
+            self.metrics.observe_index(fn.name, len(live), np.asarray(from_fixed(index.cols.density[live])))
+        self.metrics.selection_seconds.observe(time.perf_counter() - started)
+        return outputs
+
+    def _evict(self, fn: FunctionState, index: FunctionIndex, label: str) -> None:
+        live = index.live_slots()
+        if len(live) == 0:
+            return
+        ts = index.cols.ts[live]
+        expired = np.zeros(len(live), dtype=bool)
+        if self.config.ttl_ms > 0 and fn.watermark_ms is not None:
+            expired = ts < fn.watermark_ms - self.config.ttl_ms
+        over = int((~expired).sum()) - self.config.max_per_function
+        capped = np.zeros(len(live), dtype=bool)
+        if over > 0:
+            rest = np.flatnonzero(~expired)
+            oldest = rest[np.lexsort((index.cols.seq[live[rest]], ts[rest]))[:over]]
+            capped[oldest] = True
+        if expired.any() or capped.any():
+            index.evict(live[expired | capped])
+            if expired.any():
+                self.metrics.evictions.labels(label, "ttl").inc(int(expired.sum()))
+            if capped.any():
+                self.metrics.evictions.labels(label, "cap").inc(int(capped.sum()))
+
+    def _sample(self, fn: FunctionState, index: FunctionIndex, slot: int, strategy: str, selected_at: datetime) -> GoldenSample:
+        payload = index.payload[slot]
+        assert payload is not None
+        uuid, ts_ms, inputs, return_value = msgspec.msgpack.decode(payload)
+        return GoldenSample(
+            uuid=uuid,
+            function_name=fn.name,
+            strategy=strategy,  # type: ignore[arg-type]
+            density=round(float(from_fixed(int(index.cols.density[slot]))), 6),
+            messages=chatml.messages(self.config.system_prompt, fn.name, inputs, return_value),
+            source_timestamp=_datetime(ts_ms),
+            selected_at=selected_at,
+        )
+
+    # ------------------------------------------------------------------ views
+    def golden(self) -> dict[str, dict[str, str]]:
+        """{function: {uuid: strategy}} as published."""
+        return {name: dict(fn.published) for name, fn in sorted(self.functions.items()) if fn.published}
+
+    def samples(self) -> list[GoldenSample]:
+        """The published golden set as full samples (for ``extract``)."""
+        out = []
+        for name in sorted(self.functions):
+            fn = self.functions[name]
+            index = fn.index
+            if index is None:
+                continue
+            slot_of = {}
+            for s in index.live_slots().tolist():
+                payload = index.payload[s]
+                if payload is not None:
+                    slot_of[msgspec.msgpack.decode(payload)[0]] = s
+
+            def rank(item: tuple[str, str], index: FunctionIndex = index, slot_of: dict[str, int] = slot_of) -> tuple[bool, int, str]:
+                uuid, strategy = item  # steady first, then by density (densest first)
+                return strategy != "steady", -int(index.cols.density[slot_of[uuid]]), uuid
+
+            for uuid, strategy in sorted(fn.published.items(), key=rank):
+                out.append(self._sample(fn, index, slot_of[uuid], strategy, _datetime(fn.watermark_ms or 0)))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        out = {}
+        for name, fn in sorted(self.functions.items()):
+            counts = _counts(fn.published)
+            out[name] = {"logs": fn.index.live_count if fn.index else 0, "mode": fn.index.mode if fn.index else "-", **counts}
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path) -> None:
+        """Write the whole partition state into ``directory`` (pending logs are flushed by the caller)."""
+        metas = []
+        for i, name in enumerate(sorted(self.functions)):
+            fn = self.functions[name]
+            assert not fn.pending.refs, "save_state after process() always finds the pending batch flushed"
+            prefix = f"f{i}"
+            index_meta = fn.index.save(directory, prefix) if fn.index is not None else None
+            metas.append(_FunctionMeta(name, prefix, fn.dim, fn.source, fn.watermark_ms, fn.seq, fn.dirty, dict(fn.published), index_meta))
+        state = _PartitionMeta(STATE_VERSION, self.config.fingerprint(), self.watermark_ms, self.window, metas)
+        (directory / STATE_FILE).write_bytes(msgspec.json.encode(state))
+
+    @staticmethod
+    def read_meta(directory: Path) -> _PartitionMeta:
+        return msgspec.json.decode((directory / STATE_FILE).read_bytes(), type=_PartitionMeta)
+
+    def load(self, directory: Path, meta: _PartitionMeta) -> None:
+        """Restore a partition saved by :meth:`save` under the same fingerprint."""
+        self.watermark_ms, self.window = meta.watermark_ms, meta.window
+        for m in meta.functions:
+            fn = FunctionState(m.name, dim=m.dim, source=m.source, watermark_ms=m.watermark_ms, seq=m.seq, dirty=m.dirty, published=dict(m.published))
+            if m.index is not None:
+                fn.index = FunctionIndex.load(directory, m.prefix, m.index, self.config.index)
+            self.functions[m.name] = fn
+
+    def inherit_published(self, meta: _PartitionMeta) -> None:
+        """Start empty but remember what an unusable checkpoint had published, so it can be withdrawn."""
+        for m in meta.functions:
+            if m.published:
+                # An unknown strategy: a sample selected again is re-emitted with its new density.
+                stale = dict.fromkeys(m.published, _STALE)
+                self.functions[m.name] = FunctionState(m.name, published=stale, dirty=True)
+
+
+def _counts(published: dict[str, str]) -> dict[str, int]:
+    counts = {"steady": 0, "anomaly": 0}
+    for strategy in published.values():
+        if strategy in counts:
+            counts[strategy] += 1
+    return counts
+
+
+def _key(function_name: str, uuid: str) -> bytes:
+    return f"{function_name}/{uuid}".encode()
+
+
+def _millis(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

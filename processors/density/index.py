@@ -1,0 +1,458 @@
+"""One function's density index: stored vectors, neighbour densities and log metadata.
+
+Below ``exact_threshold`` live logs the vectors sit in a numpy matrix and every
+range query is exact brute force; above it they move into an hnswlib HNSW index
+(inner product on unit vectors, i.e. cosine) that is grown with ``resize_index``.
+Evicted logs are ``mark_deleted`` and their slots reused.  The vectors are kept
+only once: in the matrix, or inside hnswlib (read back with ``get_items``).
+
+Densities follow the seed: ``D(i) = Σ_j sim(i, j)`` over the other logs ``j`` within
+cosine distance epsilon.  :meth:`FunctionIndex.insert` adds a batch and then
+queries it: a new log gets the sum over all its neighbours (older ones and those in
+the same batch), an older neighbour gets ``+sim`` once.  :meth:`FunctionIndex.evict`
+does the reverse.  With complete neighbour sets the result equals the exact
+O(n²) computation over the live logs, bit for bit in fixed point.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hnswlib
+import msgspec
+import numpy as np
+
+from .rangesearch import Neighbourhoods, RangeSearcher, merge, symmetrize
+
+# Status codes stored per log.  Only SUCCESS logs are ever selected.
+SUCCESS, ERROR, FAILURE, ANOMALY = 0, 1, 2, 3
+STATUS_CODES = {"SUCCESS": SUCCESS, "ERROR": ERROR, "FAILURE": FAILURE, "ANOMALY": ANOMALY}
+
+_SLOT_BITS = 32  # an hnswlib label is slot | generation << 32, so a reused slot never reuses a label
+_SLOT_MASK = np.uint64((1 << _SLOT_BITS) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexParams:
+    epsilon: float = 0.3
+    exact_threshold: int = 512
+    m: int = 32
+    ef_construction: int = 200
+    ef: int = 64
+    initial_k: int = 32
+    max_k: int = 4096
+    threads: int = 1
+    seed: int = 100
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """What one insert or eviction did (for metrics)."""
+
+    rows: int = 0
+    neighbours: int = 0
+    cap_hits: int = 0
+    brute_rows: int = 0
+    seconds: float = 0.0
+
+
+class IndexMeta(msgspec.Struct):
+    """The scalar part of a saved index (arrays and vectors are separate files)."""
+
+    dim: int
+    mode: str  # "exact" | "hnsw"
+    slots: int
+    live: int
+    free: list[int]
+    hnsw_capacity: int = 0
+    hnsw_m: int = 0
+
+
+@dataclass(slots=True)
+class _Arrays:
+    """Per-slot columns, grown by amortised doubling."""
+
+    density: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # fixed point
+    count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # neighbours within epsilon
+    ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # event time, ms
+    seq: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # arrival order
+    uid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # hash of the uuid
+    status: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    live: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    gen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))  # reuse generation
+
+    NAMES = ("density", "count", "ts", "seq", "uid", "status", "live", "gen")
+
+    def grow(self, capacity: int) -> None:
+        for name in self.NAMES:
+            old = getattr(self, name)
+            new = np.zeros(capacity, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+
+class FunctionIndex:
+    """Density index of one function (one vector dimension)."""
+
+    def __init__(self, dim: int, params: IndexParams) -> None:
+        self.dim = dim
+        self.params = params
+        self.searcher = RangeSearcher(
+            params.epsilon, initial_k=params.initial_k, max_k=params.max_k, ef=params.ef, threads=params.threads
+        )
+        self.cols = _Arrays()
+        self.payload: list[bytes | None] = []  # per slot: the log's content, for SUCCESS logs only
+        self.slots = 0  # slots ever used (high-water mark)
+        self.live_count = 0
+        self._free: list[int] = []  # evicted slots, reused lowest first
+        self._matrix: np.ndarray | None = np.zeros((0, dim), dtype=np.float32)  # exact mode only
+        self._hnsw: hnswlib.Index | None = None
+        self._uid_slot: dict[int, int] = {}
+        self._searchers: dict[float, RangeSearcher] = {}
+        # Live HNSW elements no level-0 link points to (search cannot reach them) and their vectors.
+        self._orphans = np.empty(0, dtype=np.uint64)
+        self._orphan_vectors = np.zeros((0, dim), dtype=np.float32)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def mode(self) -> str:
+        return "hnsw" if self._hnsw is not None else "exact"
+
+    def has_uid(self, uid: int) -> bool:
+        return uid in self._uid_slot
+
+    def live_slots(self) -> np.ndarray:
+        return np.flatnonzero(self.cols.live[: self.slots])
+
+    def labels(self, slots: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots, dtype=np.int64)
+        return slots.astype(np.uint64) | (self.cols.gen[slots].astype(np.uint64) << np.uint64(_SLOT_BITS))
+
+    @staticmethod
+    def slots_of(labels: np.ndarray) -> np.ndarray:
+        return (np.asarray(labels, dtype=np.uint64) & _SLOT_MASK).astype(np.int64)
+
+    def vectors(self, slots: np.ndarray) -> np.ndarray:
+        """Stored unit vectors (float32) of live slots."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._hnsw is None:
+            assert self._matrix is not None
+            return self._matrix[slots]
+        return np.asarray(self._hnsw.get_items(self.labels(slots)), dtype=np.float32).reshape(len(slots), self.dim)
+
+    def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every live vector with its hnswlib label, read in bulk (for brute-force fallbacks).
+
+        ``get_items`` copies element by element (~25 µs each); hnswlib's pickling state
+        hands out the level-0 block in one copy, from which vectors and labels are views.
+        """
+        live = self.live_slots()
+        if self._hnsw is None:
+            assert self._matrix is not None
+            return self._matrix[live], self.labels(live)
+        found = self._level0()
+        if found is None:
+            return self.vectors(live), self.labels(live)  # an unexpected layout: take the slow, safe way
+        state, block = found
+        off, lab = int(state["offset_data"]), int(state["label_offset"])
+        labels = np.ascontiguousarray(block[:, lab : lab + 8]).view(np.uint64).ravel()
+        wanted = np.isin(labels, self.labels(live))
+        vectors = np.ascontiguousarray(block[wanted, off:lab]).view(np.float32)
+        return vectors, labels[wanted]
+
+    def _level0(self) -> tuple[dict, np.ndarray] | None:
+        """hnswlib's pickling state and its level-0 block as (elements x bytes), or None for an unexpected layout."""
+        assert self._hnsw is not None
+        state = self._hnsw.__getstate__()[0]
+        per, count = int(state["size_data_per_element"]), int(state["cur_element_count"])
+        off, lab = int(state["offset_data"]), int(state["label_offset"])
+        if state["dim"] != self.dim or lab - off != 4 * self.dim or off != 4 + 4 * int(state["max_M0"]):
+            return None
+        return state, np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
+
+    def _find_orphans(self) -> None:
+        """Find live elements that HNSW search cannot reach: no level-0 link points to them.
+
+        hnswlib prunes link lists as it inserts; in dense regions an element can lose
+        every incoming link, and then no query ever returns it.  Such elements are few
+        and are compared by brute force with every query instead.  Elements linked only
+        from such orphans are orphans too.
+        """
+        found = self._level0()
+        if found is None:
+            return
+        state, block = found
+        count, max_m0 = block.shape[0], int(state["max_M0"])
+        lengths = np.ascontiguousarray(block[:, 0:2]).view(np.uint16).ravel().astype(np.int64)
+        column = np.arange(max_m0)[None, :]
+
+        def targets(rows: np.ndarray) -> np.ndarray:
+            """Internal ids the level-0 links of ``rows`` point to (read in chunks: small temporaries)."""
+            parts = []
+            for start in range(0, len(rows), 4096):
+                part = rows[start : start + 4096]
+                links = np.ascontiguousarray(block[part, 4 : 4 + 4 * max_m0]).view(np.uint32)
+                parts.append(links[column < lengths[part, None]])
+            return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
+
+        indegree = np.bincount(targets(np.arange(count)), minlength=count)[:count]
+        entry = int(state["enterpoint_node"])
+        orphan = indegree == 0
+        orphan[entry] = False
+        newly = orphan.copy()
+        while newly.any():  # links from orphans do not make anything reachable
+            indegree -= np.bincount(targets(np.flatnonzero(newly)), minlength=count)[:count]
+            newly = (indegree <= 0) & ~orphan
+            newly[entry] = False
+            orphan |= newly
+        off, lab = int(state["offset_data"]), int(state["label_offset"])
+        labels = np.ascontiguousarray(block[orphan, lab : lab + 8]).view(np.uint64).ravel()
+        slots = self.slots_of(labels)
+        live = self.cols.live[slots] & (self.cols.gen[slots].astype(np.uint64) == labels >> np.uint64(_SLOT_BITS))
+        self._orphans = labels[live]
+        self._orphan_vectors = np.ascontiguousarray(block[orphan][live, off:lab]).view(np.float32).reshape(-1, self.dim)
+
+    def neighbours(self, slots: np.ndarray, radius: float) -> list[np.ndarray]:
+        """Live slots within cosine distance ``radius`` of each given live slot (itself excluded)."""
+        slots = np.asarray(slots, dtype=np.int64)
+        searcher = self._searchers.get(radius)
+        if searcher is None:
+            p = self.params
+            searcher = self._searchers[radius] = RangeSearcher(radius, initial_k=p.initial_k, max_k=p.max_k, ef=p.ef, threads=p.threads)
+        hoods = self._search(self.vectors(slots), slots, searcher)
+        nbr = self.slots_of(hoods.labels)
+        return [nbr[a:b] for a, b in zip(hoods.indptr[:-1].tolist(), hoods.indptr[1:].tolist(), strict=True)]
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Estimated bytes held: vectors+graph (hnswlib's layout), per-slot columns, payloads, uuid map."""
+        if self._hnsw is not None:
+            cap = self._hnsw.get_max_elements()
+            m = self._hnsw.M
+            per = self.dim * 4 + 8 + 4 + (2 * m) * 4  # vector, label, level-0 link count and links
+            # + a mutex, a level, a link-list pointer and a label-map entry per element; upper levels ~1/M
+            index = cap * (per + 40 + 4 + 8) + self._hnsw.get_current_count() * (48 + (m * 4 + 4) // max(1, m - 1))
+        else:
+            assert self._matrix is not None
+            index = self._matrix.nbytes
+        cols = sum(getattr(self.cols, n).nbytes for n in _Arrays.NAMES)
+        payload = sum(len(p) + 33 for p in self.payload if p is not None) + 8 * len(self.payload)
+        uid_map = len(self._uid_slot) * 100  # dict entry + two small ints, roughly
+        return {"index": int(index), "columns": cols, "payload": payload, "uuid_map": uid_map}
+
+    # ------------------------------------------------------------------ insert
+    def insert(
+        self,
+        vectors: np.ndarray,
+        ts: np.ndarray,
+        seq: np.ndarray,
+        uid: np.ndarray,
+        status: np.ndarray,
+        payloads: list[bytes | None],
+    ) -> tuple[np.ndarray, BatchStats]:
+        """Add a batch of unit vectors (distinct uids, none already live) and update densities."""
+        started = time.perf_counter()
+        m = len(vectors)
+        stats = BatchStats(rows=m)
+        if m == 0:
+            return np.empty(0, dtype=np.int64), stats
+        slots = self._allocate(m)
+        c = self.cols
+        c.ts[slots], c.seq[slots], c.uid[slots], c.status[slots] = ts, seq, uid, status
+        c.density[slots] = 0
+        c.count[slots] = 0
+        c.live[slots] = True
+        for s, p, u in zip(slots.tolist(), payloads, uid.tolist(), strict=True):
+            self.payload[s] = p
+            self._uid_slot[u] = s
+        self.live_count += m
+        self._store(slots, vectors)
+        hoods = self._search(vectors, slots, within_batch=True)
+        self._apply(hoods, slots, sign=1)
+        stats.neighbours = int(len(hoods.labels))
+        if self._hnsw is None and self.live_count > self.params.exact_threshold:
+            self._to_hnsw()
+        self._collect(stats, started)
+        return slots, stats
+
+    def _allocate(self, m: int) -> np.ndarray:
+        reuse = self._free[:m]
+        del self._free[:m]
+        fresh = m - len(reuse)
+        new = list(range(self.slots, self.slots + fresh))
+        self.slots += fresh
+        if self.slots > len(self.cols.live):
+            capacity = max(self.slots, int(len(self.cols.live) * 1.5) + 64)
+            self.cols.grow(capacity)
+            if self._matrix is not None:
+                grown = np.zeros((capacity, self.dim), dtype=np.float32)
+                grown[: len(self._matrix)] = self._matrix
+                self._matrix = grown
+        self.payload.extend([None] * (self.slots - len(self.payload)))
+        for s in reuse:
+            self.cols.gen[s] += 1  # the slot's next hnswlib label differs from its deleted one
+        return np.array(reuse + new, dtype=np.int64)
+
+    def _store(self, slots: np.ndarray, vectors: np.ndarray) -> None:
+        if self._hnsw is None:
+            assert self._matrix is not None
+            self._matrix[slots] = vectors
+            return
+        index = self._hnsw
+        deleted = index.get_current_count() - (self.live_count - len(slots))
+        needed = index.get_current_count() + max(0, len(slots) - deleted)
+        if needed > index.get_max_elements():
+            index.resize_index(max(needed, int(index.get_max_elements() * 1.5)))
+        # One thread: the graph then depends only on the insertion order (deterministic replays).
+        index.add_items(vectors, self.labels(slots), num_threads=1, replace_deleted=True)
+        self._find_orphans()
+
+    def _to_hnsw(self) -> None:
+        """Move the vectors from the exact matrix into a new HNSW index."""
+        p = self.params
+        live = self.live_slots()
+        index = hnswlib.Index(space="ip", dim=self.dim)
+        index.init_index(
+            max_elements=max(2 * len(live), 1024), M=p.m, ef_construction=p.ef_construction,
+            random_seed=p.seed, allow_replace_deleted=True,
+        )
+        assert self._matrix is not None
+        index.add_items(self._matrix[live], self.labels(live), num_threads=1)
+        self._hnsw = index
+        self._matrix = None
+        self._find_orphans()
+
+    # ------------------------------------------------------------------ evict
+    def evict(self, slots: np.ndarray) -> BatchStats:
+        """Remove live logs and take their similarity out of their neighbours' densities."""
+        started = time.perf_counter()
+        slots = np.unique(np.asarray(slots, dtype=np.int64))
+        stats = BatchStats(rows=len(slots))
+        if len(slots) == 0:
+            return stats
+        hoods = self._search(self.vectors(slots), slots)
+        self._apply(hoods, slots, sign=-1)
+        stats.neighbours = int(len(hoods.labels))
+        c = self.cols
+        if self._hnsw is not None:
+            for label in self.labels(slots).tolist():
+                self._hnsw.mark_deleted(label)
+        for s in slots.tolist():
+            self._uid_slot.pop(int(c.uid[s]), None)
+            self.payload[s] = None
+        c.live[slots] = False
+        if len(self._orphans):
+            keep = ~np.isin(self._orphans, self.labels(slots))
+            self._orphans, self._orphan_vectors = self._orphans[keep], self._orphan_vectors[keep]
+        c.density[slots] = 0
+        c.count[slots] = 0
+        self.live_count -= len(slots)
+        self._free = sorted(set(self._free).union(slots.tolist()))
+        self._collect(stats, started)
+        return stats
+
+    # ------------------------------------------------------------------ shared
+    def _search(
+        self, queries: np.ndarray, slots: np.ndarray, searcher: RangeSearcher | None = None, within_batch: bool = False
+    ) -> Neighbourhoods:
+        """Neighbourhoods of stored vectors (their own slots excluded).
+
+        With ``within_batch`` (inserts), a pair of two new logs found from one side is
+        added to the other (see :func:`~.rangesearch.symmetrize`).
+        """
+        searcher = searcher or self.searcher
+        self_labels = self.labels(slots)
+        if self._hnsw is None:
+            live = self.live_slots()
+            assert self._matrix is not None
+            return searcher.brute(self._matrix[live], self.labels(live), queries, self_labels)
+        count = self.cols.count
+
+        def counts_of(labels: np.ndarray) -> np.ndarray:
+            return count[self.slots_of(labels)]
+
+        def vectors_of(labels: np.ndarray) -> np.ndarray:
+            return self.vectors(self.slots_of(labels))
+
+        # Orphans (unreachable by search) are compared by brute force instead; a pair of
+        # this batch seen both ways is counted once (symmetrize deduplicates).
+        found = searcher.hnsw(
+            self._hnsw, self.live_count, queries, self_labels,
+            counts_of=counts_of, vectors_of=vectors_of, all_live=self.live_vectors,
+            exclude=self._orphans if len(self._orphans) else None,
+        )
+        if len(self._orphans):
+            found = merge(found, searcher.brute(self._orphan_vectors, self._orphans, queries, self_labels))
+        return symmetrize(found, self_labels) if within_batch else found
+
+    def _apply(self, hoods: Neighbourhoods, slots: np.ndarray, sign: int) -> None:
+        """Add (insert) or subtract (evict) the batch's similarities.
+
+        Rows of the batch itself change only on insert (a new log's density is the sum
+        of its row); neighbours outside the batch change by ``sign * sim`` once.
+        """
+        c = self.cols
+        if sign > 0:
+            c.density[slots] += hoods.sums()
+            c.count[slots] += hoods.counts().astype(np.int32)
+        if len(hoods.labels) == 0:
+            return
+        nbr = self.slots_of(hoods.labels)
+        in_batch = np.zeros(self.slots, dtype=bool)
+        in_batch[slots] = True
+        outside = ~in_batch[nbr]
+        np.add.at(c.density, nbr[outside], sign * hoods.weights[outside])
+        np.add.at(c.count, nbr[outside], np.int32(sign))
+
+    def _collect(self, stats: BatchStats, started: float) -> None:
+        s = self.searcher.stats
+        stats.cap_hits, stats.brute_rows = s.cap_hits, s.brute_rows
+        s.cap_hits = s.brute_rows = 0
+        stats.seconds = time.perf_counter() - started
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path, prefix: str) -> IndexMeta:
+        """Write arrays, payloads and vectors (matrix or hnswlib file) under ``directory/prefix.*``."""
+        n = self.slots
+        np.savez(directory / f"{prefix}.columns.npz", **{name: getattr(self.cols, name)[:n] for name in _Arrays.NAMES})
+        (directory / f"{prefix}.payload").write_bytes(msgspec.msgpack.encode(self.payload[:n]))
+        meta = IndexMeta(dim=self.dim, mode=self.mode, slots=n, live=self.live_count, free=list(self._free))
+        if self._hnsw is None:
+            assert self._matrix is not None
+            np.save(directory / f"{prefix}.vectors.npy", self._matrix[:n])
+        else:
+            self._hnsw.save_index(str(directory / f"{prefix}.hnsw"))
+            meta.hnsw_capacity = self._hnsw.get_max_elements()
+            meta.hnsw_m = self._hnsw.M
+        return meta
+
+    @classmethod
+    def load(cls, directory: Path, prefix: str, meta: IndexMeta, params: IndexParams) -> FunctionIndex:
+        idx = cls(meta.dim, params)
+        n = meta.slots
+        with np.load(directory / f"{prefix}.columns.npz") as data:
+            cols = _Arrays(**{name: data[name] for name in _Arrays.NAMES})
+        capacity = max(n, 1)
+        cols.grow(capacity)
+        idx.cols = cols
+        idx.slots = n
+        idx.live_count = meta.live
+        idx._free = list(meta.free)
+        idx.payload = list(msgspec.msgpack.decode((directory / f"{prefix}.payload").read_bytes(), type=list[bytes | None]))
+        if meta.mode == "exact":
+            matrix = np.load(directory / f"{prefix}.vectors.npy")
+            idx._matrix = np.zeros((capacity, meta.dim), dtype=np.float32)
+            idx._matrix[:n] = matrix
+        else:
+            index = hnswlib.Index(space="ip", dim=meta.dim)
+            index.load_index(str(directory / f"{prefix}.hnsw"), max_elements=meta.hnsw_capacity, allow_replace_deleted=True)
+            idx._hnsw = index
+            idx._matrix = None
+        live = idx.live_slots()
+        idx._uid_slot = dict(zip(cols.uid[live].tolist(), live.tolist(), strict=True))
+        if idx._hnsw is not None:
+            idx._find_orphans()
+        return idx

@@ -1,0 +1,152 @@
+"""Engine 1 as a stream processor: ``executions`` in, golden-set changes on ``golden`` out.
+
+One :class:`~processors.density.engine.PartitionEngine` per owned partition (keys
+are function names, so a function's logs, and its index, live in one partition).
+State is checkpointed per partition; without a checkpoint a partition is rebuilt
+from the beginning of the topic, because the index is derived from all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from stream.config import DensitySettings
+from stream.deadletter import WRONG_TYPE
+from stream.events import ExecutionLog
+from stream.processing import FROM_BEGINNING, REBUILD, Processor, Record, Rejection, Result
+
+from .embedder import Embedder, make_embedder
+from .engine import STATE_VERSION, EngineConfig, PartitionEngine
+from .index import IndexParams
+from .metrics import DensityMetrics
+from .selection import SelectionParams
+
+log = logging.getLogger(__name__)
+
+
+def engine_config(s: DensitySettings, embedder: Embedder | None = None) -> EngineConfig:
+    """The engine's view of the ``density`` settings section."""
+    return EngineConfig(
+        index=IndexParams(
+            epsilon=s.epsilon, exact_threshold=s.exact_threshold, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction,
+            ef=s.hnsw_ef, initial_k=s.initial_k, max_k=s.max_k, threads=s.query_threads,
+        ),
+        selection=SelectionParams(
+            steady_k=s.steady_k, steady_min_density=s.steady_min_density,
+            dedup_similarity=s.dedup_similarity if s.dedup_similarity is not None else 1.0 - s.epsilon,
+            anomaly_k=s.anomaly_k, anomaly_percentile=s.anomaly_percentile, anomaly_min_logs=s.anomaly_min_logs,
+        ),
+        ttl_ms=int(s.ttl_s * 1000),
+        max_per_function=s.max_per_function,
+        interval_ms=max(1, int(s.select_interval_s * 1000)),
+        system_prompt=s.system_prompt,
+        mask_keys=tuple(s.mask_keys),
+        embedder=embedder.name if embedder is not None else s.embedder,
+        embed_dim=embedder.dim if embedder is not None else s.embed_dim,
+        embed_model=str(s.embed_model_path or ""),
+    )
+
+
+class DensityProcessor(Processor):
+    """Incremental density index per function and golden selection (MISSION.md, Engine 1)."""
+
+    name: ClassVar[str] = "density"
+    inputs: ClassVar[tuple[str, ...]] = ("executions",)
+    stateful: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        settings: DensitySettings | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings or DensitySettings()
+        s = self.settings
+        # Built up front: a missing extra or model directory stops start-up, not every log.
+        self.embedder = embedder or make_embedder(s.embedder, dim=s.embed_dim, model_path=s.embed_model_path)
+        self.config = engine_config(s, self.embedder)
+        self.metrics = DensityMetrics(registry, s.metric_functions)
+        self.engines: dict[int, PartitionEngine] = {}
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        """Move the metrics into the runtime's registry (called once, before the runtime runs)."""
+        if registry is not self.metrics.registry:
+            self.metrics = DensityMetrics(registry, self.settings.metric_functions)
+            for engine in self.engines.values():
+                engine.metrics = self.metrics
+
+    def _new_engine(self) -> PartitionEngine:
+        return PartitionEngine(self.config, self.embedder, self.metrics)
+
+    def process(self, records: list[Record]) -> Result:
+        result = Result()
+        touched: list[PartitionEngine] = []
+        for record in records:
+            engine = self.engines.get(record.partition)
+            if engine is None:  # called without load_state (plain tests): start empty
+                engine = self.engines[record.partition] = self._new_engine()
+            if engine not in touched:
+                touched.append(engine)
+            event = record.value
+            if not isinstance(event, ExecutionLog):
+                result.rejected.append(Rejection(record, WRONG_TYPE, f"expected an execution log, got {type(event).__name__}"))
+                continue
+            outputs, refused = engine.offer(event, record)
+            result.outputs.extend(outputs)
+            result.rejected.extend(Rejection(r.ref, r.error_type, r.error) for r in refused)
+        for engine in touched:
+            result.rejected.extend(Rejection(r.ref, r.error_type, r.error) for r in engine.flush())
+        return result
+
+    def save_state(self, topic: str, partition: int, directory: Path) -> None:
+        engine = self.engines.get(partition)
+        if engine is None:
+            engine = self._new_engine()
+        engine.save(directory)
+
+    def load_state(self, topic: str, partition: int, directory: Path | None) -> int:
+        engine = self._new_engine()
+        self.engines[partition] = engine
+        if directory is None:
+            return FROM_BEGINNING  # the index is derived from the whole topic
+        try:
+            meta = PartitionEngine.read_meta(directory)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("density checkpoint of %s[%d] is unreadable (%s): rebuilding from the beginning", topic, partition, exc)
+            return REBUILD
+        if meta.version != STATE_VERSION or meta.fingerprint != self.config.fingerprint():
+            log.warning(
+                "density checkpoint of %s[%d] was built under other index settings (epsilon, embedder or masking): "
+                "rebuilding from the beginning; its golden samples are withdrawn unless selected again",
+                topic, partition,
+            )
+            engine.inherit_published(meta)
+            return REBUILD
+        engine.load(directory, meta)
+        log.info("density state of %s[%d] restored: %s", topic, partition, engine.summary())
+        return FROM_BEGINNING
+
+    def release(self, topic: str, partition: int) -> None:
+        engine = self.engines.pop(partition, None)
+        if engine is not None:
+            for name in engine.functions:
+                self.metrics.forget(name)
+
+    def golden(self) -> dict[str, dict[str, str]]:
+        """{function: {uuid: strategy}} over owned partitions, as published on ``golden``."""
+        out: dict[str, dict[str, str]] = {}
+        for engine in self.engines.values():
+            out.update(engine.golden())
+        return dict(sorted(out.items()))
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for engine in self.engines.values():
+            out.update(engine.summary())
+        return {"functions": dict(sorted(out.items()))}

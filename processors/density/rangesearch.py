@@ -1,0 +1,272 @@
+"""Range search ("every stored vector within cosine distance epsilon") on hnswlib.
+
+hnswlib has no range query.  It is emulated with k-NN whose k grows, per query
+row, until the k-th neighbour lies beyond epsilon; the next k is guessed from the
+neighbour counts of what was already found (neighbours have similar
+neighbourhoods), so most rows need one small query and one right-sized one.  Rows
+hnswlib cannot answer (it finds fewer than k live elements, which happens when
+some are unreachable in the graph) are answered by brute force with hnswlib's own
+``BFIndex``.
+
+All distances come from hnswlib's inner-product kernel (the HNSW index and the
+brute-force index share it), which is commutative: the similarity of a pair is
+the same number whether it was found from either side, by HNSW or by brute
+force.  Pairs whose float32 distance lies within :data:`GUARD` of epsilon are
+recomputed in float64 from the stored vectors, so the in/out decision agrees with
+an exact float64 computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import hnswlib
+import numpy as np
+
+from .vectors import exact_dots, to_fixed
+
+# Float32 dot products of unit vectors are within ~1e-6 of the exact value at the
+# dimensions in use; pairs this close to the radius are decided in float64.
+GUARD = 1e-4
+
+# Entries (query rows x database rows) per brute-force call, to bound memory.
+_BRUTE_CELLS = 1 << 22
+
+
+@dataclass(slots=True)
+class Neighbourhoods:
+    """The neighbours of each query row within epsilon, in CSR form (self excluded)."""
+
+    indptr: np.ndarray  # int64, rows + 1
+    labels: np.ndarray  # uint64 hnswlib labels
+    weights: np.ndarray  # int64 fixed-point cosine similarities
+
+    @property
+    def rows(self) -> int:
+        return len(self.indptr) - 1
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def row_ids(self) -> np.ndarray:
+        return np.repeat(np.arange(self.rows, dtype=np.int64), self.counts())
+
+    def sums(self) -> np.ndarray:
+        """Per-row sum of weights (int64, exact)."""
+        out = np.zeros(self.rows, dtype=np.int64)
+        if len(self.weights):
+            np.add.at(out, self.row_ids(), self.weights)
+        return out
+
+
+def merge(a: Neighbourhoods, b: Neighbourhoods) -> Neighbourhoods:
+    """Row-wise union of two neighbourhood sets over the same query rows (disjoint labels per row)."""
+    rid = np.concatenate([a.row_ids(), b.row_ids()])
+    order = np.argsort(rid, kind="stable")
+    indptr = np.zeros(a.rows + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(a.counts() + b.counts())
+    return Neighbourhoods(
+        indptr, np.concatenate([a.labels, b.labels])[order], np.concatenate([a.weights, b.weights])[order]
+    )
+
+
+def symmetrize(h: Neighbourhoods, row_labels: np.ndarray) -> Neighbourhoods:
+    """Make pairs among the query rows themselves mutual.
+
+    When every query row is also in the index (an inserted batch), a pair of two
+    rows found from one side only is added to the other side with the same weight
+    (the kernel is commutative), so one-sided k-NN misses inside a batch cannot
+    make two densities disagree.
+    """
+    m = len(row_labels)
+    rid, lab, w = h.row_ids(), h.labels, h.weights
+    sorter = np.argsort(row_labels)
+    pos = np.minimum(np.searchsorted(row_labels[sorter], lab), m - 1)
+    inner = row_labels[sorter][pos] == lab
+    col = sorter[pos[inner]]
+    ri, wi = rid[inner], w[inner]
+    both_r = np.concatenate([ri, col])
+    both_c = np.concatenate([col, ri])
+    both_w = np.concatenate([wi, wi])
+    _, first = np.unique(both_r * m + both_c, return_index=True)
+    rows = np.concatenate([rid[~inner], both_r[first]])
+    labels = np.concatenate([lab[~inner], row_labels[both_c[first]]])
+    weights = np.concatenate([w[~inner], both_w[first]])
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(h.rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=h.rows), out=indptr[1:])
+    return Neighbourhoods(indptr, labels[order], weights[order])
+
+
+@dataclass(slots=True)
+class SearchStats:
+    cap_hits: int = 0  # rows whose k reached max_k with the k-th neighbour still inside epsilon
+    brute_rows: int = 0  # rows above the exact threshold answered by brute force
+    knn_calls: int = 0
+
+
+@dataclass(slots=True)
+class RangeSearcher:
+    """Finds every neighbour within ``epsilon`` of a batch of query vectors."""
+
+    epsilon: float
+    initial_k: int = 32
+    max_k: int = 4096
+    ef: int = 64  # hnswlib's beam width beyond k
+    hint_factor: float = 1.05  # next k = this x the largest neighbour count among the neighbours found, + 8
+    threads: int = 1
+    stats: SearchStats = field(default_factory=SearchStats)
+
+    def beam(self, k: int) -> int:
+        """hnswlib's ef for a k-NN query of k: k plus a margin (ef == k drops in-range neighbours)."""
+        return int(k + self.ef)
+
+    # ------------------------------------------------------------------ brute force
+    def brute(
+        self, db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, self_labels: np.ndarray
+    ) -> Neighbourhoods:
+        """Exact: every database vector is compared with every query."""
+        groups = self._brute_groups(db, db_labels, queries, np.arange(len(queries)))
+        return self._finish(groups, queries, self_labels, _lookup(db, db_labels))
+
+    def _brute_groups(
+        self, db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, rows: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        n = len(db)
+        if n == 0 or len(rows) == 0:
+            return []
+        bf = hnswlib.BFIndex(space="ip", dim=db.shape[1])
+        bf.init_index(max_elements=n)
+        bf.add_items(db, db_labels)
+        groups = []
+        step = max(1, _BRUTE_CELLS // n)
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            labels, dists = bf.knn_query(queries[part], k=n, num_threads=self.threads)
+            groups.append((part, labels, dists))
+        return groups
+
+    # ------------------------------------------------------------------ HNSW
+    def hnsw(
+        self,
+        index: hnswlib.Index,
+        n_live: int,
+        queries: np.ndarray,
+        self_labels: np.ndarray,
+        *,
+        counts_of: Callable[[np.ndarray], np.ndarray],
+        vectors_of: Callable[[np.ndarray], np.ndarray],
+        all_live: Callable[[], tuple[np.ndarray, np.ndarray]],
+        exclude: np.ndarray | None = None,
+    ) -> Neighbourhoods:
+        """k-NN with growing k per row; ``counts_of`` maps labels to known neighbour counts.
+
+        Labels in ``exclude`` (the batch itself, searched exactly by the caller) are
+        left out of the result, though they still count towards k.
+        """
+        threshold = self.epsilon + GUARD
+        nq = len(queries)
+        groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        brute_rows: list[np.ndarray] = []
+        k_of = np.full(nq, min(self.initial_k, n_live), dtype=np.int64)
+        todo = np.arange(nq, dtype=np.int64)
+        while todo.size:
+            next_rows: list[np.ndarray] = []
+            current = k_of[todo]  # a copy: k_of changes below for the next round
+            for k in np.unique(current):
+                rows = todo[current == k]
+                index.set_ef(self.beam(int(k)))
+                try:
+                    labels, dists = index.knn_query(queries[rows], k=int(k), num_threads=self.threads)
+                except RuntimeError:
+                    # hnswlib found fewer than k live elements: only brute force is complete here.
+                    brute_rows.append(rows)
+                    continue
+                self.stats.knn_calls += 1
+                # A row is complete once its k-th neighbour lies beyond the radius (k == n_live
+                # returned every live element: nothing can be left outside).
+                still_inside = (dists[:, -1] <= threshold) & (k < n_live)
+                if (~still_inside).any():
+                    groups.append((rows[~still_inside], labels[~still_inside], dists[~still_inside]))
+                if not still_inside.any():
+                    continue
+                if k >= self.max_k:
+                    self.stats.cap_hits += int(still_inside.sum())
+                    groups.append((rows[still_inside], labels[still_inside], dists[still_inside]))
+                    continue
+                # Every returned neighbour is inside the radius; its own neighbour count is
+                # the best guess of how many this row has.
+                found = labels[still_inside]
+                in_range = dists[still_inside] <= threshold
+                hint = np.where(in_range, counts_of(found), 0).max(axis=1).astype(np.float64) + 1.0
+                want = np.maximum(2.0 * k, hint * self.hint_factor + 8.0)
+                grown = np.minimum(_bucket(want), min(self.max_k, n_live))
+                open_rows = rows[still_inside]
+                k_of[open_rows] = grown
+                next_rows.append(open_rows)
+            todo = np.concatenate(next_rows) if next_rows else np.empty(0, dtype=np.int64)
+        if brute_rows:
+            rows = np.concatenate(brute_rows)
+            self.stats.brute_rows += len(rows)
+            db, db_labels = all_live()
+            groups.extend(self._brute_groups(db, db_labels, queries, rows))
+        return self._finish(groups, queries, self_labels, vectors_of, exclude)
+
+    # ------------------------------------------------------------------ assembly
+    def _finish(
+        self,
+        groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        queries: np.ndarray,
+        self_labels: np.ndarray,
+        vectors_of: Callable[[np.ndarray], np.ndarray],
+        exclude: np.ndarray | None = None,
+    ) -> Neighbourhoods:
+        nq = len(queries)
+        threshold = self.epsilon + GUARD
+        row_parts, label_parts, dist_parts = [], [], []
+        for rows, labels, dists in groups:
+            labels = labels.astype(np.uint64, copy=False)
+            mask = (dists.astype(np.float64) <= threshold) & (labels != self_labels[rows].astype(np.uint64)[:, None])
+            if exclude is not None and len(exclude):
+                mask &= ~np.isin(labels, exclude)
+            row_parts.append(np.repeat(rows, mask.sum(axis=1)))
+            label_parts.append(labels[mask])
+            dist_parts.append(dists[mask])
+        if not row_parts:
+            empty = np.empty(0, dtype=np.int64)
+            return Neighbourhoods(np.zeros(nq + 1, dtype=np.int64), np.empty(0, dtype=np.uint64), empty)
+        rid = np.concatenate(row_parts)
+        lab = np.concatenate(label_parts)
+        dist = np.concatenate(dist_parts).astype(np.float32, copy=False)
+        order = np.argsort(rid, kind="stable")
+        rid, lab, dist = rid[order], lab[order], dist[order]
+        sims = (np.float32(1.0) - dist).astype(np.float64)
+        near = np.abs(dist.astype(np.float64) - self.epsilon) <= GUARD
+        keep = np.ones(len(rid), dtype=bool)
+        if near.any():
+            exact = exact_dots(queries[rid[near]], vectors_of(lab[near]))
+            sims[near] = exact
+            keep[near] = exact >= 1.0 - self.epsilon
+        rid, lab, sims = rid[keep], lab[keep], sims[keep]
+        indptr = np.zeros(nq + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rid, minlength=nq), out=indptr[1:])
+        return Neighbourhoods(indptr, lab, to_fixed(sims))
+
+
+def _bucket(k: np.ndarray) -> np.ndarray:
+    """Round k up to a few sizes so rows share knn calls: multiples of 16, 64 from 1024, 256 from 4096."""
+    k = np.ceil(k).astype(np.int64)
+    step = np.where(k < 1024, 16, np.where(k < 4096, 64, 256))
+    return -(-k // step) * step
+
+
+def _lookup(db: np.ndarray, db_labels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """vectors_of for a plain matrix with a label column."""
+    order = np.argsort(db_labels)
+    sorted_labels = db_labels[order]
+
+    def vectors_of(labels: np.ndarray) -> np.ndarray:
+        return db[order[np.searchsorted(sorted_labels, labels.astype(db_labels.dtype))]]
+
+    return vectors_of
