@@ -211,14 +211,14 @@ def produce_demo(
 
     from .topic_io import produce_traffic
     from .topics import TopicNames
-    from .traffic import TrafficGenerator
+    from .traffic import DEMO_FUNCTIONS, TrafficGenerator
 
     if duration is None and count is None:
         console.print("[red]give --duration SECONDS or --count N[/red] (traffic is endless otherwise)")
         raise typer.Exit(2)
     s = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix)
     names = TopicNames(s.topic_prefix)
-    gen = TrafficGenerator(seed=seed, bad_ratio=bad_ratio, feedback_ratio=feedback_ratio)
+    gen = TrafficGenerator(seed=seed, functions=DEMO_FUNCTIONS, bad_ratio=bad_ratio, feedback_ratio=feedback_ratio)
     stream = gen.stream() if count is None else itertools.islice(gen.stream(), count)
     with Progress(TextColumn("[bold]producing[/bold]"), BarColumn(), TextColumn("{task.completed} events"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("produce", total=count)
@@ -511,7 +511,9 @@ def demo(
     of what appeared on every topic."""
     from .demo import run_demo
 
-    code = run_demo(duration=duration, rate=rate, state_dir=state_dir, seed=seed, metrics_port=metrics_port, console=out)
+    # Piped output (CI logs, `make demo | tee`) gets rich's 80 columns, too narrow for the summary tables.
+    console = out if out.is_terminal else Console(width=max(out.width, 120))
+    code = run_demo(duration=duration, rate=rate, state_dir=state_dir, seed=seed, metrics_port=metrics_port, console=console)
     raise typer.Exit(code)
 
 # ----------------------------------------------------------------------------- engine 2: hooks

@@ -27,7 +27,7 @@ from .scrape import Scrape
 from .summary import sections
 from .topic_io import produce_traffic, read_topic
 from .topics import ALL, TopicNames, ensure_topics
-from .traffic import TrafficGenerator
+from .traffic import DEMO_FUNCTIONS, TrafficGenerator
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -130,7 +130,7 @@ def _port_free(port: int) -> bool:
 def _produce_with_progress(
     bootstrap: str, names: TopicNames, duration: float, rate: float, seed: int, metrics_url: str, console: Console
 ) -> int:
-    gen = TrafficGenerator(seed=seed, bad_ratio=0.01, feedback_ratio=0.08)
+    gen = TrafficGenerator(seed=seed, functions=DEMO_FUNCTIONS, bad_ratio=0.01, feedback_ratio=0.08)
     sent = 0
     target = int(duration * rate)
     started = time.monotonic()

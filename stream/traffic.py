@@ -161,6 +161,37 @@ DEFAULT_FUNCTIONS: tuple[FunctionSpec, ...] = (
     ),
 )
 
+_AREAS = ("billing", "login", "shipping", "mobile app", "data export")
+_PROBLEMS = (
+    ("is broken since {when}", "priority=high"),
+    ("question about {when}", "priority=low"),
+    ("feature request for {when}", "priority=low"),
+    ("complaint, third time {when}", "priority=urgent"),
+)
+
+# A function with many kinds of request (5 areas x 4 problems): its golden set has one
+# representative per kind, enough for a fine-tuning dataset.  Part of the demo traffic.
+ROUTE_TICKET = FunctionSpec(
+    name="route_ticket",
+    input_key="ticket",
+    dim=48,
+    error_rate=0.03,
+    clusters=tuple(
+        Cluster(
+            f"{area.replace(' ', '_')}:{i}",
+            1,
+            f"{area} {problem}",
+            f"queue={area.replace(' ', '_')} {priority}",
+            {"when": ("yesterday", "this morning", "last week", "the update", "Monday")},
+        )
+        for area in _AREAS
+        for i, (problem, priority) in enumerate(_PROBLEMS)
+    ),
+    rare=(("the office cat walked over the keyboard and filed this", "queue=triage priority=low"),),
+)
+
+DEMO_FUNCTIONS: tuple[FunctionSpec, ...] = (*DEFAULT_FUNCTIONS, ROUTE_TICKET)
+
 BAD_KINDS = (
     "malformed_json", "missing_field", "wrong_type", "unknown_status", "nan_vector",
     "wrong_dimension", "oversize", "too_deep", "null_value",
