@@ -78,9 +78,13 @@ class RuntimeMetrics:
             "vt_last_batch_timestamp_seconds", "Unix time of the last processed batch", registry=r
         )
 
-    def initialise(self, input_topics: Iterable[str], processors: Iterable[str], reasons: Iterable[str]) -> None:
+    def initialise(
+        self, input_topics: Iterable[str], output_topics: Iterable[str], processors: Iterable[str], reasons: Iterable[str]
+    ) -> None:
         """Create the known counter series at 0 (see the module docstring)."""
         reasons = tuple(reasons)
+        for topic in output_topics:
+            self.produced.labels(topic)
         for topic in input_topics:
             self.consumed.labels(topic)
             for reason in reasons:

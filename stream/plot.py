@@ -195,10 +195,14 @@ def loss_plot(curves: list[LossCurve], out: Path) -> Path:
         label = f"{c.function} {c.job_id[-6:]} ({c.status})"
         train = [(s, v) for s, v in zip(c.steps, c.train, strict=True) if v is not None]
         valid = [(s, v) for s, v in zip(c.steps, c.valid, strict=True) if v is not None]
+        ms = 7 if len(c.steps) == 1 else 3  # a job that stopped after one step is a point, not a line
         if train:
-            ax.plot(*zip(*train, strict=True), color=colour, marker="o", ms=3, label=f"train {label}")
+            ax.plot(*zip(*train, strict=True), color=colour, marker="o", ms=ms, label=f"train {label}")
         if valid:
-            ax.plot(*zip(*valid, strict=True), color=colour, marker="s", ms=3, linestyle="--", label=f"valid {label}")
+            ax.plot(*zip(*valid, strict=True), color=colour, marker="s", ms=ms, linestyle="--", label=f"valid {label}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training step")
     ax.set_ylabel("loss")
     ax.set_title(f"fine-tuning loss, {len(curves)} job(s)")

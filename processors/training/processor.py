@@ -147,6 +147,7 @@ class TrainingProcessor(Processor):
         ev = record.value
         if not isinstance(ev, GoldenSample):
             return f"expected a GoldenSample, got {type(ev).__name__}"
+        self.metrics.fn(ev.function_name)  # its job counters exist (at 0) before its first decision
         if key != f"{ev.function_name}/{ev.uuid}":
             return f"key {key[:200]!r} does not match the sample's function_name/uuid {ev.function_name}/{ev.uuid}"
         messages = tuple((m.role, m.content) for m in ev.messages)
