@@ -508,14 +508,17 @@ def demo(
     state_dir: Annotated[Path, typer.Option(help="Scratch directory for this demo (wiped first).")] = Path(".vt-demo"),
     seed: Annotated[int, typer.Option(help="Traffic seed.")] = 7,
     metrics_port: Annotated[int, typer.Option(help="Port of the processor's /metrics (0 = any free port).")] = 9464,
+    prometheus: Annotated[bool, typer.Option("--prometheus/--no-prometheus", help="Run a local Prometheus next to the processor when installed.")] = True,
 ) -> None:
     """The whole loop on one machine: embedded broker, processor, realistic traffic, then a summary
-    of what appeared on every topic."""
+    of what appeared on every topic (and, with Prometheus installed, a few PromQL answers)."""
     from .demo import run_demo
 
     # Piped output (CI logs, `make demo | tee`) gets rich's 80 columns, too narrow for the summary tables.
     console = out if out.is_terminal else Console(width=max(out.width, 120))
-    code = run_demo(duration=duration, rate=rate, state_dir=state_dir, seed=seed, metrics_port=metrics_port, console=console)
+    code = run_demo(
+        duration=duration, rate=rate, state_dir=state_dir, seed=seed, metrics_port=metrics_port, console=console, prometheus=prometheus
+    )
     raise typer.Exit(code)
 
 # ----------------------------------------------------------------------------- engine 2: hooks

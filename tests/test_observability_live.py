@@ -43,6 +43,7 @@ from typer.testing import CliRunner
 from stream.broker import EmbeddedBroker, free_port
 from stream.cli import app
 from stream.dashboards import all_dashboards, expressions
+from stream.prometheus import PrometheusServer, prometheus_binary
 from stream.scrape import Scrape
 from stream.top import Snapshot, render
 from stream.topic_io import produce_traffic
@@ -50,7 +51,6 @@ from stream.topics import TopicNames
 from stream.traffic import DEMO_FUNCTIONS, ROUTE_TICKET, TrafficGenerator
 
 from .fake_openai import FakeOpenAI
-from .prometheus_server import PrometheusServer, prometheus_binary
 from .promql_selectors import selectors
 
 pytestmark = pytest.mark.broker
@@ -137,7 +137,6 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
                "--group-id", f"g{tag}", "--state-dir", str(work / "state"), "--metrics-port", str(port)]
         with open(log, "wb") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        (work / "prometheus").mkdir()
         prom = PrometheusServer(work / "prometheus", [f"127.0.0.1:{port}"], rule_files=[ALERTS])
         try:
             prom.start()  # while the processor starts
@@ -179,7 +178,7 @@ def _take(it: Iterator[Any], n: int) -> Iterator[Any]:
 
 
 def _query(live: Live, expr: str) -> dict[str, Any]:
-    return live.prometheus.api("query", query=expr, time=f"{live.evaluated_at:.3f}")
+    return live.prometheus.query(expr, at=live.evaluated_at)
 
 
 def _summary(result: list[dict[str, Any]], limit: int = 6) -> str:
