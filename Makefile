@@ -34,4 +34,4 @@ bench: venv
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .vt-state .vt-demo bench-results .pytest_cache
+	rm -rf $(VENV) .vt-state .vt-demo bench-results .pytest_cache plots

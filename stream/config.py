@@ -121,7 +121,7 @@ class DensitySettings:
     embed_model_path: Path | None = field(
         default=None, metadata={"help": "local sentence-transformers model directory (never downloaded)"}
     )
-    metric_functions: int = field(default=200, metadata={"help": "distinct function names in metric labels; more become _other"})
+    metric_functions: int = field(default=200, metadata={"help": "distinct function names in metric labels (every engine); more become _other"})
 
     def validate(self) -> None:
         _check(0 < self.epsilon < 1, "density.epsilon", "must be between 0 and 1 (exclusive)")

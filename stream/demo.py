@@ -3,7 +3,10 @@
 The processor runs as its own process (``vector-trainer run``), exactly as a user
 would start it; the demo produces traffic, shows progress from the processor's
 /metrics endpoint, waits until every event is processed, then reads every topic
-and prints what appeared.
+and prints what appeared.  When Debian's ``prometheus`` is installed, a local
+Prometheus scrapes the processor (with deploy/alerts.yml when the checkout has it)
+and the summary ends with a few PromQL answers from it; without it the demo runs
+the same, minus that.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from .broker import EmbeddedBroker, free_port
+from .prometheus import PrometheusError, PrometheusServer, prometheus_binary
 from .scrape import Scrape
 from .summary import sections
 from .topic_io import produce_traffic, read_topic
@@ -62,7 +66,9 @@ def _progress_table(sent: int, target: int, scrape: Scrape | None, elapsed: floa
     return table
 
 
-def run_demo(*, duration: float, rate: float, state_dir: Path, seed: int, metrics_port: int, console: Console) -> int:
+def run_demo(
+    *, duration: float, rate: float, state_dir: Path, seed: int, metrics_port: int, console: Console, prometheus: bool = True
+) -> int:
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
@@ -86,14 +92,23 @@ def run_demo(*, duration: float, rate: float, state_dir: Path, seed: int, metric
         ]
         with open(proc_log, "wb") as log_fh:
             proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=env)
+        prom = _start_prometheus(state_dir / "prometheus", port, console) if prometheus else None
+        promql: Table | None = None
         try:
             if not _wait_ready(f"http://127.0.0.1:{port}/ready", proc, timeout=60):
                 console.print(f"[red]the processor did not become ready; see {proc_log}[/red]")
                 return 1
             console.print(f"processor pid {proc.pid} ready; metrics at [bold]{metrics_url}[/bold]; log {proc_log}")
+            if prom is not None:
+                prom = _wait_scraped(prom, console)
             sent = _produce_with_progress(broker.bootstrap, names, duration, rate, seed, metrics_url, console)
             drained = _wait_drained(metrics_url, sent, console)
+            if prom is not None:
+                time.sleep(2.5)  # two more scrapes: Prometheus holds the final values
+                promql = _promql_table(prom)
         finally:
+            if prom is not None:
+                prom.stop()
             proc.send_signal(signal.SIGTERM)
             try:
                 code = proc.wait(timeout=30)
@@ -107,6 +122,8 @@ def run_demo(*, duration: float, rate: float, state_dir: Path, seed: int, metric
         renderable = fn(records)
         if renderable is not None:
             console.print(renderable)
+    if promql is not None:
+        console.print(promql)
     ok = drained and code == 0
     console.print(
         f"processor exited with code {code}; "
@@ -114,6 +131,69 @@ def run_demo(*, duration: float, rate: float, state_dir: Path, seed: int, metric
     )
     console.print(f"logs: {state_dir / 'processor.log'}, {state_dir / 'broker.log'}")
     return 0 if ok else 1
+
+
+ALERTS = Path(__file__).resolve().parent.parent / "deploy" / "alerts.yml"  # present in a checkout
+PROMQL = (
+    ("records consumed by topic", "sum by (topic) (vt_events_consumed_total)"),
+    ("p95 record latency, s", "histogram_quantile(0.95, sum by (le) (rate(vt_record_latency_seconds_bucket[5m])))"),
+    ("golden set by strategy", "sum by (strategy) (vt_golden_samples)"),
+    ("dead-letter ratio", "sum(increase(vt_dead_letters_total[5m])) / sum(increase(vt_events_consumed_total[5m]))"),
+    ("firing alerts", 'count by (alertname) (ALERTS{alertstate="firing"})'),
+)
+
+
+def _start_prometheus(workdir: Path, metrics_port: int, console: Console) -> PrometheusServer | None:
+    """A Prometheus scraping the processor every 2 s, if the ``prometheus`` binary is installed."""
+    if prometheus_binary() is None:
+        console.print("[dim]prometheus is not installed (apt-get install prometheus): running without it[/dim]")
+        return None
+    port = 9090 if _port_free(9090) else free_port()
+    rules = [ALERTS] if ALERTS.is_file() else []
+    prom = PrometheusServer(workdir, [f"127.0.0.1:{metrics_port}"], rule_files=rules, scrape_interval="2s", port=port)
+    try:
+        prom.start()
+    except PrometheusError as exc:
+        console.print(f"[yellow]Prometheus did not start ({exc}); running without it[/yellow]")
+        return None
+    console.print(f"Prometheus at [bold]{prom.url}[/bold] scraping the processor every 2 s"
+                  + (f" with the alert rules of {ALERTS.name}" if rules else "") + f"; log {workdir / 'prometheus.log'}")
+    return prom
+
+
+def _wait_scraped(prom: PrometheusServer, console: Console) -> PrometheusServer | None:
+    try:
+        with console.status("waiting for Prometheus' first scrape"):
+            prom.wait_scraped(timeout=30)
+        return prom
+    except PrometheusError as exc:
+        console.print(f"[yellow]{exc}; continuing without Prometheus[/yellow]")
+        prom.stop()
+        return None
+
+
+def _promql_table(prom: PrometheusServer) -> Table:
+    table = Table(title=f"PromQL on the demo's Prometheus ({prom.url}, stopped with the demo)", title_justify="left")
+    table.add_column("what")
+    table.add_column("query")
+    table.add_column("result")
+    for what, expr in PROMQL:
+        try:
+            res = prom.query(expr)
+        except OSError as exc:
+            table.add_row(what, expr, f"[red]{exc}[/red]")
+            continue
+        if res.get("status") != "success":
+            table.add_row(what, expr, f"[red]{res.get('error')}[/red]")
+            continue
+        rows = res["data"]["result"]
+        shown = ", ".join(
+            (" ".join(v for k, v in sorted(r["metric"].items()) if k not in ("job", "instance")) + "=" if r["metric"] else "")
+            + f"{float(r['value'][1]):.4g}"
+            for r in rows
+        )
+        table.add_row(what, expr, shown or "none")
+    return table
 
 
 def _port_free(port: int) -> bool:

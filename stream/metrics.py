@@ -4,13 +4,19 @@ Names follow Prometheus conventions: a ``vt_`` namespace, base units in the name
 ``_total`` for counters.  Label values are bounded: topics and partitions are ours,
 dead-letter reasons come from a fixed vocabulary, processors are our own names.
 Each runtime gets its own registry so several can live in one test process.
+
+Counters whose label values are known up front (input topics x dead-letter
+reasons, processors, training statuses ...) are created at 0 when the label set
+becomes known, so ``rate()`` and alert expressions see a series before the first
+event instead of nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -71,6 +77,20 @@ class RuntimeMetrics:
         self.last_batch = Gauge(
             "vt_last_batch_timestamp_seconds", "Unix time of the last processed batch", registry=r
         )
+
+    def initialise(
+        self, input_topics: Iterable[str], output_topics: Iterable[str], processors: Iterable[str], reasons: Iterable[str]
+    ) -> None:
+        """Create the known counter series at 0 (see the module docstring)."""
+        reasons = tuple(reasons)
+        for topic in output_topics:
+            self.produced.labels(topic)
+        for topic in input_topics:
+            self.consumed.labels(topic)
+            for reason in reasons:
+                self.dead_letters.labels(topic, reason)
+        for name in processors:
+            self.processing_errors.labels(name)
 
 
 class MetricsServer:
@@ -146,3 +166,21 @@ class BoundedLabels:
                 self._known.add(value)
                 return value
         return self.OTHER
+
+
+_SHARED: weakref.WeakKeyDictionary[CollectorRegistry, BoundedLabels] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def function_labels(registry: CollectorRegistry, limit: int = 200) -> BoundedLabels:
+    """The one :class:`BoundedLabels` of ``registry``'s ``function`` label.
+
+    Every engine bound to a runtime's registry shares it, so a function past the cap
+    is ``_other`` in all of them and dashboards can join engines by function.  The
+    first caller's ``limit`` wins (all engines pass ``density.metric_functions``).
+    """
+    with _SHARED_LOCK:
+        labels = _SHARED.get(registry)
+        if labels is None:
+            labels = _SHARED[registry] = BoundedLabels(limit)
+        return labels

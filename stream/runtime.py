@@ -25,13 +25,13 @@ from prometheus_client import CollectorRegistry
 from . import events
 from .checkpoint import Checkpointer, Progress
 from .config import Settings
-from .deadletter import PROCESSING_ERROR, DecodeFailure, dead_letter, decode_input
+from .deadletter import PROCESSING_ERROR, REASONS, DecodeFailure, dead_letter, decode_input
 from .metrics import MetricsServer, RuntimeMetrics
 from .partitioning import function_partitioner
 from .processing import FROM_BEGINNING, FROM_COMMITTED, REBUILD, Output, Processor, Record, Rejection, Result
 from .services import Service, ServiceContext, supervise
 from .state import CheckpointStore
-from .topics import DLQ, TopicNames
+from .topics import ALL, DLQ, INPUTS, TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Runtime:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._checkpointer: Checkpointer | None = None
+        self.metrics.initialise(self._by_topic, [t for t in ALL if t not in INPUTS], names, REASONS)
         for p in processors:
             p.bind_metrics(self.registry)
         # Services given here plus those the processors ask for (see stream.services).

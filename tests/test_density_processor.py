@@ -169,7 +169,7 @@ def test_ttl_and_cap_evict_by_event_time_and_tombstone() -> None:
     # 120 s of logs at one per second, plus what arrived since the last evaluation point (every 10 s)
     assert live is not None and 120 <= live.live_count <= 121 + 10
     assert registry.get_sample_value("vt_density_evictions_total", {"function": "fn", "reason": "ttl"}) > 0
-    assert registry.get_sample_value("vt_density_evictions_total", {"function": "fn", "reason": "cap"}) is None
+    assert registry.get_sample_value("vt_density_evictions_total", {"function": "fn", "reason": "cap"}) == 0  # created at 0
     tomb = [o for o in result.outputs if o.value is None]
     assert tomb, "evicted golden samples leave the golden set"
     oldest_live = live.cols.ts[live.live_slots()].min()
@@ -232,9 +232,17 @@ def test_metrics_describe_the_index_and_the_golden_set(stream_records) -> None:
     steady = registry.get_sample_value("vt_golden_samples", {"function": fn, "strategy": "steady"})
     assert steady == sum(1 for s in proc.golden()[fn].values() if s == "steady")
     assert registry.get_sample_value("vt_density_batch_insert_seconds_count") > 0
-    assert registry.get_sample_value("vt_golden_changes_total", {"strategy": "steady", "change": "enter"}) >= steady
+    assert registry.get_sample_value("vt_golden_changes_total", {"function": fn, "strategy": "steady", "change": "enter"}) >= steady
+    # The gauge histogram of densities: cumulative, its +Inf bucket is the index size.
+    logs = registry.get_sample_value("vt_density_index_logs", {"function": fn})
+    buckets = [registry.get_sample_value("vt_density_distribution_bucket", {"function": fn, "le": le}) for le in ("1.0", "10.0", "+Inf")]
+    assert buckets == sorted(buckets) and buckets[-1] == logs
+    assert registry.get_sample_value("vt_density_distribution_gsum", {"function": fn}) > 0
+    # Counters of a seen function exist at 0 before anything happens (alerts and rate() see them).
+    assert registry.get_sample_value("vt_density_range_cap_hits_total", {"function": fn}) == 0
     proc.release("executions", 0)
     assert registry.get_sample_value("vt_density_index_logs", {"function": fn}) is None
+    assert registry.get_sample_value("vt_density_distribution_bucket", {"function": fn, "le": "+Inf"}) is None
 
 
 def test_an_unreadable_checkpoint_rebuilds(tmp_path: Path) -> None:

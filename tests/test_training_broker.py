@@ -7,6 +7,7 @@ to by the real openai SDK; nothing here reaches the internet.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,10 @@ async def test_full_job_queued_to_succeeded_with_losses_and_model_and_no_key_any
             assert metric(rt, "vt_training_estimated_tokens", function=FN) > 0
             (job,) = server.jobs.values()
             assert metric(rt, "vt_training_loss", function=FN, split="train") == job.metrics[-1]["train_loss"]
-            assert 0 <= metric(rt, "vt_training_seconds_since_last_model", function=FN) < 60
+            assert 0 <= time.time() - metric(rt, "vt_training_last_model_timestamp_seconds", function=FN) < 60
+            # Statuses this job never reached exist at 0 (alert rules read them).
+            assert metric(rt, "vt_training_jobs_total", function=FN, status="failed") == 0
+            assert 'vt_training_jobs_total{function="summarize_ticket",status="rejected_budget"} 0.0' in exposition
         training = await topic_events(settings, "training")
         models = await topic_events(settings, "models")
 

@@ -285,7 +285,7 @@ class PartitionEngine:
         outputs: list[Output] = []
         for uuid in sorted(set(fn.published) - set(chosen)):
             outputs.append(Output("golden", _key(fn.name, uuid), None))
-            self.metrics.golden_changes.labels(fn.published.pop(uuid), "leave").inc()
+            self.metrics.golden_changes.labels(label, fn.published.pop(uuid), "leave").inc()
         selected_at = _datetime(fn.watermark_ms or 0)
         for uuid, (strategy, slot) in chosen.items():
             if fn.published.get(uuid) == strategy:
@@ -293,7 +293,7 @@ class PartitionEngine:
             assert index is not None
             outputs.append(Output("golden", _key(fn.name, uuid), encode(self._sample(fn, index, slot, strategy, selected_at))))
             fn.published[uuid] = strategy
-            self.metrics.golden_changes.labels(strategy, "enter").inc()
+            self.metrics.golden_changes.labels(label, strategy, "enter").inc()
         self.metrics.observe_golden(fn.name, _counts(fn.published))
         if index is not None:
             live = index.live_slots()

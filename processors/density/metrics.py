@@ -1,19 +1,62 @@
 """Prometheus metrics of the density engine.
 
 Function names come from producers, so the ``function`` label goes through
-:class:`stream.metrics.BoundedLabels`: past ``density.metric_functions`` distinct
-names, the rest share ``_other``.
+:class:`stream.metrics.BoundedLabels` (shared by every engine of a registry): past
+``density.metric_functions`` distinct names, the rest share ``_other``.
+
+The density distribution is a *gauge histogram* (``vt_density_distribution_bucket
+{function,le}``: logs in the index now whose density is <= le): densities of
+indexed logs change as neighbours arrive and leave, so a cumulative histogram of
+observations would describe nothing; this one is what Grafana's heatmap shows.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeHistogramMetricFamily
+from prometheus_client.registry import Collector
 
-from stream.metrics import LATENCY_BUCKETS, BoundedLabels
+from stream.metrics import LATENCY_BUCKETS, BoundedLabels, function_labels
 
 QUANTILES = ("0.01", "0.1", "0.5", "0.9", "0.99")
 STRATEGIES = ("steady", "anomaly")
+# D(i) is a sum of similarities in (1 - epsilon, 1]: about the number of neighbours.
+DENSITY_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, float("inf"))
+
+
+class _DensityDistribution(Collector):
+    """``vt_density_distribution`` (gauge histogram), filled by :meth:`DensityMetrics.observe_index`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_function: dict[str, tuple[list[int], float]] = {}
+
+    def set(self, function: str, densities: np.ndarray) -> None:
+        ordered = np.sort(densities)
+        counts = np.searchsorted(ordered, np.asarray(DENSITY_BUCKETS), side="right").tolist()
+        with self._lock:
+            self._by_function[function] = (counts, float(ordered.sum()))
+
+    def remove(self, function: str) -> None:
+        with self._lock:
+            self._by_function.pop(function, None)
+
+    def collect(self) -> Iterator[GaugeHistogramMetricFamily]:
+        family = GaugeHistogramMetricFamily(
+            "vt_density_distribution",
+            "Logs in a function's index by density D(i) (gauge histogram: logs whose density is <= le, now)",
+            labels=["function"],
+        )
+        with self._lock:
+            items = sorted(self._by_function.items())
+        for fn, (counts, total) in items:
+            buckets = [("+Inf" if b == float("inf") else repr(b), float(n)) for b, n in zip(DENSITY_BUCKETS, counts, strict=True)]
+            family.add_metric([fn], buckets, total)
+        yield family
 
 
 class DensityMetrics:
@@ -21,7 +64,8 @@ class DensityMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, label_limit: int = 200) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.function = BoundedLabels(label_limit)
+        self.function = function_labels(self.registry, label_limit)
+        self._seen: set[str] = set()
         r = self.registry
         self.index_size = Gauge("vt_density_index_logs", "Logs in a function's density index (after evictions)", ["function"], registry=r)
         self.density = Gauge(
@@ -31,7 +75,7 @@ class DensityMetrics:
         self.golden = Gauge("vt_golden_samples", "Samples in a function's golden set", ["function", "strategy"], registry=r)
         self.golden_changes = Counter(
             "vt_golden_changes_total", "Samples entering (GoldenSample) or leaving (tombstone) the golden set",
-            ["strategy", "change"], registry=r,
+            ["function", "strategy", "change"], registry=r,
         )
         self.indexed = Counter("vt_density_indexed_total", "Execution logs added to a density index", ["function"], registry=r)
         self.skipped = Counter(
@@ -54,13 +98,30 @@ class DensityMetrics:
         self.selection_seconds = Histogram(
             "vt_density_selection_seconds", "Time to evict and re-evaluate one function's golden set", buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.distribution = _DensityDistribution()
+        r.register(self.distribution)
 
     def label(self, function: str) -> str:
-        return self.function(function)
+        """The bounded label of ``function``; its counters start at 0 the first time it is seen."""
+        fn = self.function(function)
+        if fn not in self._seen:
+            self._seen.add(fn)
+            self.cap_hits.labels(fn)
+            self.brute_rows.labels(fn)
+            self.indexed.labels(fn)
+            for reason in ("cache_hit", "duplicate"):
+                self.skipped.labels(fn, reason)
+            for reason in ("ttl", "cap"):
+                self.evictions.labels(fn, reason)
+            for strategy in STRATEGIES:
+                for change in ("enter", "leave"):
+                    self.golden_changes.labels(fn, strategy, change)
+        return fn
 
     def observe_index(self, function: str, size: int, densities: np.ndarray) -> None:
         fn = self.label(function)
         self.index_size.labels(fn).set(size)
+        self.distribution.set(fn, densities)
         if len(densities):
             values = np.quantile(densities, [float(q) for q in QUANTILES])
             for q, v in zip(QUANTILES, values, strict=True):
@@ -76,6 +137,7 @@ class DensityMetrics:
         fn = self.label(function)
         if fn == BoundedLabels.OTHER:
             return
+        self.distribution.remove(fn)
         for gauge, labelsets in (
             (self.index_size, [(fn,)]),
             (self.density, [(fn, q) for q in QUANTILES]),

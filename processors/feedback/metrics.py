@@ -1,17 +1,27 @@
-"""Prometheus metrics of the feedback engine (function label bounded by :class:`BoundedLabels`)."""
+"""Prometheus metrics of the feedback engine.
+
+The function label is bounded by the registry's shared :class:`BoundedLabels`
+(see :func:`stream.metrics.function_labels`); a function's counters, refusals by
+every reason included, start at 0 the first time it is seen.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream.events import HookRelease
-from stream.metrics import LATENCY_BUCKETS, BoundedLabels
+from stream.metrics import LATENCY_BUCKETS, BoundedLabels, function_labels
+
+from .validation import HELDOUT_DROP, NO_PAIRS, WORSE_PAIRS
+
+REFUSAL_REASONS = (WORSE_PAIRS, HELDOUT_DROP, NO_PAIRS)
 
 
 class FeedbackMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, labels: BoundedLabels | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.fn = labels or BoundedLabels()
+        self._labels = labels or function_labels(self.registry)
+        self._seen: set[str] = set()
         r = self.registry
         self.pairs = Counter("vt_feedback_pairs_total", "Feedback pairs accepted for synthesis", ["function"], registry=r)
         self.synth_runs = Counter(
@@ -28,7 +38,7 @@ class FeedbackMetrics:
         self.releases = Counter("vt_hook_releases_total", "Hook releases published by this instance", ["function"], registry=r)
         self.refused = Counter(
             "vt_hook_releases_refused_total",
-            "Candidate hooks refused by validation (worse_pairs, heldout_drop)",
+            "Candidate hooks refused by validation (worse_pairs, heldout_drop, no_pairs)",
             ["function", "reason"],
             registry=r,
         )
@@ -47,6 +57,17 @@ class FeedbackMetrics:
         self.llm_proposals = Counter(
             "vt_feedback_llm_proposals_total", "Rules proposed by the LLM proposer", ["function"], registry=r
         )
+
+    def fn(self, function: str) -> str:
+        """The bounded label of ``function``, creating its counters at 0 when first seen."""
+        label = self._labels(function)
+        if label not in self._seen:
+            self._seen.add(label)
+            for counter in (self.pairs, self.synth_runs, self.synth_errors, self.releases):
+                counter.labels(label)
+            for reason in REFUSAL_REASONS:
+                self.refused.labels(label, reason)
+        return label
 
     def current(self, release: HookRelease) -> None:
         """Gauges follow the newest release known for a function (own or read from the topic)."""

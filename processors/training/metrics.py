@@ -1,45 +1,31 @@
-"""Prometheus metrics of engine 3 (``vt_training_*``); the function label is bounded."""
+"""Prometheus metrics of engine 3 (``vt_training_*``); the function label is bounded.
+
+The freshness of a function's model is exported as the Unix time it appeared
+(``vt_training_last_model_timestamp_seconds``); its age is ``time() - that`` in
+PromQL, as Prometheus recommends, not a "seconds since" gauge.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
+import typing
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
-from stream.metrics import BoundedLabels
+from stream.events import TrainingStatus
+from stream.metrics import function_labels
 
-
-class _SinceLastModel(Collector):
-    """``vt_training_seconds_since_last_model{function}``, computed at scrape time."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def set(self, function: str, at: float) -> None:
-        with self._lock:
-            self.last[function] = max(at, self.last.get(function, 0.0))
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "vt_training_seconds_since_last_model", "Seconds since the function's newest fine-tuned model", labels=["function"]
-        )
-        now = time.time()
-        with self._lock:
-            for fn, at in sorted(self.last.items()):
-                family.add_metric([fn], max(0.0, now - at))
-        yield family
+# Every status and decision a job can report: their counters exist (at 0) once a function is seen.
+STATUSES: tuple[str, ...] = typing.get_args(TrainingStatus)
+SPLITS = ("train", "valid")
 
 
 class TrainingMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, label_limit: int = 200) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.fn = BoundedLabels(label_limit)
+        self._labels = function_labels(r, label_limit)
+        self._seen: set[str] = set()
+        self._last_model: dict[str, float] = {}
         self.jobs = Counter(
             "vt_training_jobs_total",
             "Training status changes by status (queued ... succeeded; exported and rejected_budget are decisions)",
@@ -64,10 +50,19 @@ class TrainingMetrics:
         self.last_model = Gauge(
             "vt_training_last_model_timestamp_seconds", "Unix time of the function's newest fine-tuned model", ["function"], registry=r
         )
-        self.since_last_model = _SinceLastModel()
-        r.register(self.since_last_model)
+
+    def fn(self, function: str) -> str:
+        """The bounded label of ``function``; its job and spend counters start at 0 when first seen."""
+        label = self._labels(function)
+        if label not in self._seen:
+            self._seen.add(label)
+            for status in STATUSES:
+                self.jobs.labels(label, status)
+            self.spent.labels(label)
+        return label
 
     def model_ready(self, function: str, at: float) -> None:
         label = self.fn(function)
-        self.last_model.labels(label).set(at)
-        self.since_last_model.set(label, at)
+        # A replayed older model never moves freshness back.
+        self._last_model[label] = max(at, self._last_model.get(label, 0.0))
+        self.last_model.labels(label).set(self._last_model[label])

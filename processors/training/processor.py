@@ -96,7 +96,7 @@ class TrainingProcessor(Processor):
         self._next_eval = 0.0
         self._dirty = True
         self._held: dict[str, float] = {}  # function -> time before which it is not retried after an error
-        self.metrics = TrainingMetrics()
+        self.metrics = TrainingMetrics(label_limit=settings.density.metric_functions)
         self._runner: Service | None = None
 
     # ----------------------------------------------------------------- runtime hooks
@@ -105,7 +105,7 @@ class TrainingProcessor(Processor):
         return self._restore
 
     def bind_metrics(self, registry: CollectorRegistry) -> None:
-        self.metrics = TrainingMetrics(registry)
+        self.metrics = TrainingMetrics(registry, self.settings.density.metric_functions)
 
     def services(self) -> Sequence[Service]:
         if self._runner is None and (self._restore or self.trainer is not None):
@@ -147,6 +147,7 @@ class TrainingProcessor(Processor):
         ev = record.value
         if not isinstance(ev, GoldenSample):
             return f"expected a GoldenSample, got {type(ev).__name__}"
+        self.metrics.fn(ev.function_name)  # its job counters exist (at 0) before its first decision
         if key != f"{ev.function_name}/{ev.uuid}":
             return f"key {key[:200]!r} does not match the sample's function_name/uuid {ev.function_name}/{ev.uuid}"
         messages = tuple((m.role, m.content) for m in ev.messages)
