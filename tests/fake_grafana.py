@@ -12,8 +12,10 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .loopback_http import LoopbackServer
 
 
 @dataclass
@@ -26,43 +28,20 @@ class Request:
 
 
 @dataclass
-class FakeGrafana:
+class FakeGrafana(LoopbackServer):
     token: str
     requests: list[Request] = field(default_factory=list)
     folders: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> folder
     dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> {"dashboard", "folderUid", "version"}
 
     def __post_init__(self) -> None:
-        server = self
         self._ids = iter(range(1, 1_000_000))
         self._lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                server._handle(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                server._handle(self, "POST")
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._serve()
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeGrafana:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return self.origin
 
     # ----------------------------------------------------------------- plumbing
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:

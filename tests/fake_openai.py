@@ -17,9 +17,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from .loopback_http import LoopbackServer
 
 STEPS_PER_EPOCH = 2
 
@@ -72,7 +74,7 @@ class FakeJob:
         }
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """Start with ``with FakeOpenAI(api_key=...) as server:``; point the SDK at ``server.base_url``."""
 
     def __init__(self, api_key: str, models: tuple[str, ...] = ("gpt-4o-mini-2024-07-18",)) -> None:
@@ -86,34 +88,11 @@ class FakeOpenAI:
         self.faults: list[list[Any]] = []  # [method, path prefix, status, remaining]
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                server._handle(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                server._handle(self, "POST")
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._serve()
 
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> FakeOpenAI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return f"{self.origin}/v1"
 
     def fail_next(self, method: str, prefix: str, status: int, times: int = 1) -> None:
         with self.lock:
