@@ -8,11 +8,12 @@ VECTORWAVE_NODEPS ?= vectorwave==1.0.2
 # Re-install whenever pyproject.toml changes.
 STAMP  := $(VENV)/.installed-$(shell { cat pyproject.toml; echo '$(VECTORWAVE_NODEPS)'; } | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench venv clean help
+.PHONY: demo test test-faults bench venv clean help
 
 help:
 	@echo "make demo   - embedded broker + processor + realistic traffic, then a summary"
 	@echo "make test   - create/update the venv and run the tests"
+	@echo "make test-faults - fault injection: kill -9, broker stall, 1->2->1 rebalance, burst (minutes)"
 	@echo "make bench  - run the benchmarks, JSON into bench-results/"
 
 venv: $(STAMP)
@@ -29,6 +30,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Tests that take minutes each (own broker per module); their figures are printed as FIGURE lines.
+test-faults: venv
+	$(BIN)/python -m pytest -m faults -s $(PYTEST_ARGS) tests
 
 bench: venv
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)

@@ -26,6 +26,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield b
 
 
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A broker of the test module's own (fault tests), so that a fault never reaches the shared one."""
+    with EmbeddedBroker(log_file=tmp_path_factory.mktemp("own-broker") / "broker.log") as b:
+        yield b
+
+
 @pytest.fixture
 def make_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Settings]:
     """Settings on the session broker with a prefix and group of their own."""

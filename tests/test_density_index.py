@@ -167,3 +167,35 @@ def test_statuses_are_stored_and_vectors_normalised_once() -> None:
     idx.insert(unit[[0, 0]], np.array([1, 2]), np.array([0, 1]), np.array([7, 8]), np.array([SUCCESS, ERROR], np.uint8), [b"x", None])
     assert idx.cols.status[:2].tolist() == [SUCCESS, ERROR]
     assert from_fixed(idx.cols.density[:2]).tolist() == pytest.approx([1.0, 1.0])  # identical vectors: sim 1 each way
+
+
+def _check_exact(idx: FunctionIndex) -> None:
+    live = idx.live_slots()
+    ref, ref_count = exact_densities(idx.vectors(live), EPS)
+    np.testing.assert_allclose(from_fixed(idx.cols.density[live]), ref, rtol=1e-4, atol=1e-4)
+    assert np.array_equal(idx.cols.count[live], ref_count)
+
+
+def test_identical_vectors_share_an_element_and_densities_stay_exact(dense, tmp_path: Path) -> None:
+    """Hundreds of copies of a few points (logs of the same text) once starved the HNSW graph:
+    the k-NN range emulation then missed neighbours.  Copies now share one element."""
+    rng = np.random.default_rng(11)
+    distinct = dense.vectors[:60]
+    picks = np.concatenate([rng.integers(0, 60, 1500), rng.integers(0, 3, 600)])  # three points with ~200 copies each
+    vectors = np.vstack([distinct[picks], dense.vectors[60:900]])[rng.permutation(2100 + 840)]
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=200))
+    slots = np.concatenate(_insert(idx, vectors, 0, [500, 37, 256]))
+    assert idx.mode == "hnsw"
+    assert len(idx._members) == 60 + 840, "one element per distinct vector"
+    _check_exact(idx)
+
+    # Evict a third, owners of shared elements included: they are re-homed under a remaining copy.
+    owners = np.array([idx.slots_of(np.array([e], np.uint64))[0] for e, m in idx._members.items() if len(m) > 1])
+    idx.evict(np.unique(np.concatenate([slots[::3], owners[:20]])))
+    _check_exact(idx)
+    meta = idx.save(tmp_path, "f")
+    back = FunctionIndex.load(tmp_path, "f", meta, idx.params)
+    _check_exact(back)
+    more = np.vstack([distinct[rng.integers(0, 60, 300)], dense.vectors[900:1100]])
+    _insert(back, more, 10_000, [250])
+    _check_exact(back)

@@ -38,7 +38,7 @@ from .selection import SelectionParams, select
 from .vectors import from_fixed, normalise, uid_hash
 
 STATE_FILE = "density.json"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: identical vectors share one HNSW element (column elem)
 _STALE = "stale"  # strategy of a sample inherited from an unusable checkpoint
 
 

@@ -6,6 +6,15 @@ range query is exact brute force; above it they move into an hnswlib HNSW index
 Evicted logs are ``mark_deleted`` and their slots reused.  The vectors are kept
 only once: in the matrix, or inside hnswlib (read back with ``get_items``).
 
+Identical vectors (logs whose embedded inputs and output are the same text, say)
+share one HNSW element.  Hundreds of copies of one point would otherwise fill each
+other's link lists, leave the graph unable to route past them and make the k-NN
+range emulation miss neighbours.  An element keeps the label of the log that
+created it; every log points at its element (column ``elem``), a search that finds
+an element counts each of its logs, and the element is deleted with its last log.
+(It is never re-added under another label: hnswlib's replacement of deleted
+elements then degraded the graph around it.)
+
 Densities follow the seed: ``D(i) = Σ_j sim(i, j)`` over the other logs ``j`` within
 cosine distance epsilon.  :meth:`FunctionIndex.insert` adds a batch and then
 queries it: a new log gets the sum over all its neighbours (older ones and those in
@@ -25,6 +34,7 @@ import msgspec
 import numpy as np
 
 from .rangesearch import Neighbourhoods, RangeSearcher, merge, symmetrize
+from .vectors import to_fixed
 
 # Status codes stored per log.  Only SUCCESS logs are ever selected.
 SUCCESS, ERROR, FAILURE, ANOMALY = 0, 1, 2, 3
@@ -82,8 +92,9 @@ class _Arrays:
     status: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
     live: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     gen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))  # reuse generation
+    elem: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # label of the HNSW element holding the vector
 
-    NAMES = ("density", "count", "ts", "seq", "uid", "status", "live", "gen")
+    NAMES = ("density", "count", "ts", "seq", "uid", "status", "live", "gen", "elem")
 
     def grow(self, capacity: int) -> None:
         for name in self.NAMES:
@@ -110,6 +121,11 @@ class FunctionIndex:
         self._matrix: np.ndarray | None = np.zeros((0, dim), dtype=np.float32)  # exact mode only
         self._hnsw: hnswlib.Index | None = None
         self._uid_slot: dict[int, int] = {}
+        # HNSW mode: element label -> live slots sharing its vector (in joining order), and
+        # hash of a vector's bytes -> element labels with that hash.
+        self._members: dict[int, list[int]] = {}
+        self._by_hash: dict[int, list[int]] = {}
+        self._self_weights: dict[int, int] = {}  # element -> fixed-point similarity of two of its copies
         self._searchers: dict[float, RangeSearcher] = {}
         # Live HNSW elements no level-0 link points to (search cannot reach them) and their vectors.
         self._orphans = np.empty(0, dtype=np.uint64)
@@ -142,10 +158,10 @@ class FunctionIndex:
         if self._hnsw is None:
             assert self._matrix is not None
             return self._matrix[slots]
-        return np.asarray(self._hnsw.get_items(self.labels(slots)), dtype=np.float32).reshape(len(slots), self.dim)
+        return np.asarray(self._hnsw.get_items(self.cols.elem[slots]), dtype=np.float32).reshape(len(slots), self.dim)
 
     def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every live vector with its hnswlib label, read in bulk (for brute-force fallbacks).
+        """Every live vector (one per HNSW element) with its label, read in bulk (for brute-force fallbacks).
 
         ``get_items`` copies element by element (~25 µs each); hnswlib's pickling state
         hands out the level-0 block in one copy, from which vectors and labels are views.
@@ -154,13 +170,14 @@ class FunctionIndex:
         if self._hnsw is None:
             assert self._matrix is not None
             return self._matrix[live], self.labels(live)
+        elems = np.fromiter(self._members, dtype=np.uint64, count=len(self._members))
         found = self._level0()
-        if found is None:
-            return self.vectors(live), self.labels(live)  # an unexpected layout: take the slow, safe way
+        if found is None:  # an unexpected layout: take the slow, safe way
+            return np.asarray(self._hnsw.get_items(elems), dtype=np.float32).reshape(len(elems), self.dim), elems
         state, block = found
         off, lab = int(state["offset_data"]), int(state["label_offset"])
         labels = np.ascontiguousarray(block[:, lab : lab + 8]).view(np.uint64).ravel()
-        wanted = np.isin(labels, self.labels(live))
+        wanted = np.isin(labels, elems)
         vectors = np.ascontiguousarray(block[wanted, off:lab]).view(np.float32)
         return vectors, labels[wanted]
 
@@ -211,8 +228,7 @@ class FunctionIndex:
             orphan |= newly
         off, lab = int(state["offset_data"]), int(state["label_offset"])
         labels = np.ascontiguousarray(block[orphan, lab : lab + 8]).view(np.uint64).ravel()
-        slots = self.slots_of(labels)
-        live = self.cols.live[slots] & (self.cols.gen[slots].astype(np.uint64) == labels >> np.uint64(_SLOT_BITS))
+        live = np.array([int(label) in self._members for label in labels.tolist()], dtype=bool)  # live elements only
         self._orphans = labels[live]
         self._orphan_vectors = np.ascontiguousarray(block[orphan][live, off:lab]).view(np.float32).reshape(-1, self.dim)
 
@@ -240,7 +256,7 @@ class FunctionIndex:
             index = self._matrix.nbytes
         cols = sum(getattr(self.cols, n).nbytes for n in _Arrays.NAMES)
         payload = sum(len(p) + 33 for p in self.payload if p is not None) + 8 * len(self.payload)
-        uid_map = len(self._uid_slot) * 100  # dict entry + two small ints, roughly
+        uid_map = len(self._uid_slot) * 100 + len(self._members) * 180  # dict entries, small ints and lists, roughly
         return {"index": int(index), "columns": cols, "payload": payload, "uuid_map": uid_map}
 
     # ------------------------------------------------------------------ insert
@@ -265,6 +281,7 @@ class FunctionIndex:
         c.density[slots] = 0
         c.count[slots] = 0
         c.live[slots] = True
+        c.elem[slots] = self.labels(slots)
         for s, p, u in zip(slots.tolist(), payloads, uid.tolist(), strict=True):
             self.payload[s] = p
             self._uid_slot[u] = s
@@ -301,14 +318,56 @@ class FunctionIndex:
             assert self._matrix is not None
             self._matrix[slots] = vectors
             return
+        new = self._join_elements(slots, vectors)
+        self._add_elements(slots[new], vectors[new])
+        self._find_orphans()
+
+    def _join_elements(self, slots: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Point each slot at the element holding its vector; True where a new element is needed."""
+        new = np.zeros(len(slots), dtype=bool)
+        labels = self.labels(slots)
+        created: dict[int, int] = {}  # elements created in this batch -> row of their vector
+        for i, (s, v) in enumerate(zip(slots.tolist(), vectors, strict=True)):
+            h = hash(v.tobytes())
+            elem = next((e for e in self._by_hash.get(h, ()) if np.array_equal(self._element_vector(e, created, vectors), v)), None)
+            if elem is None:
+                elem = int(labels[i])
+                created[elem] = i
+                self._by_hash.setdefault(h, []).append(elem)
+                self._members[elem] = []
+                new[i] = True
+            self._members[elem].append(s)
+            self.cols.elem[s] = elem
+        return new
+
+    def _element_vector(self, elem: int, created: dict[int, int], vectors: np.ndarray) -> np.ndarray:
+        """An element's vector: from this batch when it was created here, else from hnswlib."""
+        if elem in created:
+            return vectors[created[elem]]
+        assert self._hnsw is not None
+        return np.asarray(self._hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
+
+    def _element_slots(self, elems: np.ndarray) -> np.ndarray:
+        """A live log of each element (any: they share the vector and the neighbourhood)."""
+        elems = np.asarray(elems, dtype=np.uint64)
+        flat = elems.ravel()
+        slots = self.slots_of(flat)
+        stale = ~self.cols.live[slots] | (self.labels(slots) != flat)  # the creating log has left
+        if stale.any():
+            slots[stale] = [self._members[int(e)][0] for e in flat[stale].tolist()]
+        return slots.reshape(elems.shape)
+
+    def _add_elements(self, slots: np.ndarray, vectors: np.ndarray) -> None:
+        if len(slots) == 0:
+            return
         index = self._hnsw
-        deleted = index.get_current_count() - (self.live_count - len(slots))
+        assert index is not None
+        deleted = index.get_current_count() - len(self._members) + len(slots)
         needed = index.get_current_count() + max(0, len(slots) - deleted)
         if needed > index.get_max_elements():
             index.resize_index(max(needed, int(index.get_max_elements() * 1.5)))
         # One thread: the graph then depends only on the insertion order (deterministic replays).
         index.add_items(vectors, self.labels(slots), num_threads=1, replace_deleted=True)
-        self._find_orphans()
 
     def _to_hnsw(self) -> None:
         """Move the vectors from the exact matrix into a new HNSW index."""
@@ -320,9 +379,12 @@ class FunctionIndex:
             random_seed=p.seed, allow_replace_deleted=True,
         )
         assert self._matrix is not None
-        index.add_items(self._matrix[live], self.labels(live), num_threads=1)
+        vectors = self._matrix[live]
         self._hnsw = index
         self._matrix = None
+        self._members, self._by_hash = {}, {}
+        new = self._join_elements(live, vectors)
+        index.add_items(vectors[new], self.labels(live[new]), num_threads=1)
         self._find_orphans()
 
     # ------------------------------------------------------------------ evict
@@ -338,21 +400,36 @@ class FunctionIndex:
         stats.neighbours = int(len(hoods.labels))
         c = self.cols
         if self._hnsw is not None:
-            for label in self.labels(slots).tolist():
-                self._hnsw.mark_deleted(label)
+            self._leave_elements(slots)
         for s in slots.tolist():
             self._uid_slot.pop(int(c.uid[s]), None)
             self.payload[s] = None
         c.live[slots] = False
-        if len(self._orphans):
-            keep = ~np.isin(self._orphans, self.labels(slots))
-            self._orphans, self._orphan_vectors = self._orphans[keep], self._orphan_vectors[keep]
         c.density[slots] = 0
         c.count[slots] = 0
         self.live_count -= len(slots)
         self._free = sorted(set(self._free).union(slots.tolist()))
         self._collect(stats, started)
         return stats
+
+    def _leave_elements(self, slots: np.ndarray) -> None:
+        """Take evicted logs out of their elements; an element leaves the graph with its last log."""
+        assert self._hnsw is not None
+        gone = set(slots.tolist())
+        for elem in sorted({int(e) for e in self.cols.elem[slots]}):
+            members = [s for s in self._members[elem] if s not in gone]
+            if members:
+                self._members[elem] = members
+                continue
+            vector = np.asarray(self._hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
+            self._hnsw.mark_deleted(elem)
+            del self._members[elem]
+            self._self_weights.pop(elem, None)
+            h = hash(vector.tobytes())
+            self._by_hash[h].remove(elem)
+            if not self._by_hash[h]:
+                del self._by_hash[h]
+        self._find_orphans()
 
     # ------------------------------------------------------------------ shared
     def _search(
@@ -369,24 +446,74 @@ class FunctionIndex:
             live = self.live_slots()
             assert self._matrix is not None
             return searcher.brute(self._matrix[live], self.labels(live), queries, self_labels)
+        found = self._search_elements(queries, self.cols.elem[slots], searcher)
+        found = self._expand(found, slots, queries)
+        return symmetrize(found, self_labels) if within_batch else found
+
+    def _search_elements(self, queries: np.ndarray, self_elems: np.ndarray, searcher: RangeSearcher) -> Neighbourhoods:
+        """Neighbouring HNSW elements of each query, its own element excluded."""
+        assert self._hnsw is not None
         count = self.cols.count
 
         def counts_of(labels: np.ndarray) -> np.ndarray:
-            return count[self.slots_of(labels)]
+            return count[self._element_slots(labels)]
 
         def vectors_of(labels: np.ndarray) -> np.ndarray:
-            return self.vectors(self.slots_of(labels))
+            return self.vectors(self._element_slots(labels))
 
         # Orphans (unreachable by search) are compared by brute force instead; a pair of
         # this batch seen both ways is counted once (symmetrize deduplicates).
         found = searcher.hnsw(
-            self._hnsw, self.live_count, queries, self_labels,
+            self._hnsw, len(self._members), queries, self_elems,
             counts_of=counts_of, vectors_of=vectors_of, all_live=self.live_vectors,
             exclude=self._orphans if len(self._orphans) else None,
         )
         if len(self._orphans):
-            found = merge(found, searcher.brute(self._orphan_vectors, self._orphans, queries, self_labels))
-        return symmetrize(found, self_labels) if within_batch else found
+            found = merge(found, searcher.brute(self._orphan_vectors, self._orphans, queries, self_elems))
+        return found
+
+    def _self_weight(self, elem: int, vector: np.ndarray) -> int:
+        """The similarity of two copies of an element's vector, from hnswlib's own kernel (as brute
+        force computes it in exact mode), so densities do not depend on when the index became HNSW."""
+        w = self._self_weights.get(elem)
+        if w is None:
+            bf = hnswlib.BFIndex(space="ip", dim=self.dim)
+            bf.init_index(max_elements=1)
+            bf.add_items(vector[None, :], np.array([0]))
+            _, dist = bf.knn_query(vector[None, :], k=1)
+            w = self._self_weights[elem] = int(to_fixed(np.array([np.float32(1.0) - dist[0, 0]], dtype=np.float64))[0])
+        return w
+
+    def _expand(self, found: Neighbourhoods, slots: np.ndarray, queries: np.ndarray) -> Neighbourhoods:
+        """From elements to logs: each found element stands for all its logs, and a query's own
+        element contributes its other logs (identical vectors, the kernel's self-similarity)."""
+        members = self._members
+        if len(members) == self.live_count:  # one log per element: no copies anywhere
+            return Neighbourhoods(found.indptr, self.labels(self._element_slots(found.labels)), found.weights)
+        rid = found.row_ids()
+        uniq, inverse = np.unique(found.labels, return_inverse=True)
+        lists = [members[int(e)] for e in uniq.tolist()]
+        sizes = np.array([len(m) for m in lists], dtype=np.int64)
+        flat = self.labels(np.array([s for m in lists for s in m], dtype=np.int64))
+        starts = np.cumsum(sizes) - sizes
+        reps = sizes[inverse]
+        first = np.repeat(starts[inverse], reps)
+        within = np.arange(int(reps.sum()), dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
+        out_rid = [np.repeat(rid, reps)]
+        out_lab = [flat[first + within]]
+        out_w = [np.repeat(found.weights, reps)]
+        for r, (s, e) in enumerate(zip(slots.tolist(), self.cols.elem[slots].tolist(), strict=True)):
+            copies = [m for m in members[int(e)] if m != s]
+            if copies:
+                w = self._self_weight(int(e), queries[r])
+                out_rid.append(np.full(len(copies), r, dtype=np.int64))
+                out_lab.append(self.labels(np.array(copies, dtype=np.int64)))
+                out_w.append(np.full(len(copies), w, dtype=np.int64))
+        rows, labels, weights = np.concatenate(out_rid), np.concatenate(out_lab), np.concatenate(out_w)
+        order = np.argsort(rows, kind="stable")
+        indptr = np.zeros(found.rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=found.rows), out=indptr[1:])
+        return Neighbourhoods(indptr, labels[order], weights[order])
 
     def _apply(self, hoods: Neighbourhoods, slots: np.ndarray, sign: int) -> None:
         """Add (insert) or subtract (evict) the batch's similarities.
@@ -454,5 +581,10 @@ class FunctionIndex:
         live = idx.live_slots()
         idx._uid_slot = dict(zip(cols.uid[live].tolist(), live.tolist(), strict=True))
         if idx._hnsw is not None:
+            for s, e in zip(live.tolist(), cols.elem[live].tolist(), strict=True):
+                idx._members.setdefault(e, []).append(s)
+            vectors, labels = idx.live_vectors()
+            for v, e in zip(vectors, labels.tolist(), strict=True):
+                idx._by_hash.setdefault(hash(v.tobytes()), []).append(int(e))
             idx._find_orphans()
         return idx
