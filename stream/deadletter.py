@@ -96,6 +96,10 @@ def decode_input(
     if len(raw) > max_bytes:
         return DecodeFailure(OVERSIZE, f"value has {len(raw)} bytes, the limit is {max_bytes}")
     try:
+        raw.decode("utf-8")  # JSON is UTF-8, also in the names of fields the decoder skips
+    except UnicodeDecodeError as exc:
+        return DecodeFailure(MALFORMED_JSON, f"invalid UTF-8 at byte {exc.start}: {exc.reason}")
+    try:
         event = events.decode(topic, raw)
     except msgspec.ValidationError as exc:
         message = str(exc)

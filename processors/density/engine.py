@@ -153,6 +153,10 @@ class PartitionEngine:
             self.metrics.skipped.labels(self.metrics.label(fn.name), "duplicate").inc()
             return outputs, late
         inputs = self._mask(log.inputs)
+        try:
+            payload = msgspec.msgpack.encode((log.uuid, ts_ms, inputs, log.return_value)) if log.status == "SUCCESS" else None
+        except OverflowError:  # valid JSON, but no 64-bit integer holds it: nothing downstream could carry it either
+            return outputs, [*late, Refused(ref, INVALID_VALUE, "an integer in inputs or return_value does not fit in 64 bits")]
         p = fn.pending
         p.refs.append(ref)
         p.ts.append(ts_ms)
@@ -163,9 +167,7 @@ class PartitionEngine:
             p.vectors.append(log.vector)  # type: ignore[arg-type]
         else:
             p.texts.append(chatml.embedding_text(inputs, log.return_value))
-        p.payloads.append(
-            msgspec.msgpack.encode((log.uuid, ts_ms, inputs, log.return_value)) if log.status == "SUCCESS" else None
-        )
+        p.payloads.append(payload)
         return outputs, late
 
     def _check(self, log: ExecutionLog, fn: FunctionState | None) -> tuple[str, str] | None:
