@@ -77,8 +77,9 @@ class FakeJob:
 class FakeOpenAI(LoopbackServer):
     """Start with ``with FakeOpenAI(api_key=...) as server:``; point the SDK at ``server.base_url``."""
 
-    def __init__(self, api_key: str, models: tuple[str, ...] = ("gpt-4o-mini-2024-07-18",)) -> None:
+    def __init__(self, api_key: str, models: tuple[str, ...] = ("gpt-4o-mini-2024-07-18",), echo_key_in_errors: bool = False) -> None:
         self.api_key = api_key
+        self.echo_key_in_errors = echo_key_in_errors
         self.models = set(models)
         self.files: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, FakeJob] = {}
@@ -115,7 +116,11 @@ class FakeOpenAI(LoopbackServer):
             if fault is not None:
                 fault[3] -= 1
         if not authorized:
-            return self._send(h, 401, _error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+            presented = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
+            # Like a provider that echoes what it was given (the real one shows a masked key): a test
+            # can then check that our side never repeats the key it got back.
+            shown = f" You provided: {presented}." if self.echo_key_in_errors else ""
+            return self._send(h, 401, _error(f"Incorrect API key provided.{shown}", "invalid_request_error", "invalid_api_key"))
         if fault is not None:
             return self._send(h, fault[2], _error(f"injected fault {fault[2]}", "server_error", None))
         try:

@@ -95,6 +95,8 @@ def verify_release(release: HookRelease, generator: HookScriptGenerator, signing
     if sha256_hex(release.module_source) != release.sha256:
         raise ReleaseError(BAD_SHA256, f"sha256 of module_source does not match the release's sha256 ({release.sha256[:12]}…)")
     try:
+        # Template code only: `hooks export` writes module_source to a file users import.
+        generator.verify(release.module_source)
         data = generator.extract(release.module_source)
     except HookModuleError as exc:
         raise ReleaseError(BAD_MODULE, f"module_source is not a hook module: {exc}") from None
