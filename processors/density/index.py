@@ -26,6 +26,7 @@ O(n²) computation over the live logs, bit for bit in fixed point.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,23 @@ class FunctionIndex:
             assert self._matrix is not None
             return self._matrix[slots]
         return np.asarray(self._hnsw.get_items(self.cols.elem[slots]), dtype=np.float32).reshape(len(slots), self.dim)
+
+    def vector_reader(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``vectors`` for many reads in a row while the index does not change: one bulk
+        read of every live vector up front instead of hnswlib's element-by-element copies."""
+        if self._hnsw is None:
+            return self.vectors
+        bulk: list[np.ndarray] = []  # vectors, rows by label order, sorted labels: read on first use
+
+        def read(slots: np.ndarray) -> np.ndarray:
+            if not bulk:
+                vectors, labels = self.live_vectors()
+                order = np.argsort(labels)
+                bulk.extend((vectors, order, labels[order]))
+            vectors, order, sorted_labels = bulk
+            return vectors[order[np.searchsorted(sorted_labels, self.cols.elem[np.asarray(slots, dtype=np.int64)])]]
+
+        return read
 
     def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every live vector (one per HNSW element) with its label, read in bulk (for brute-force fallbacks).
