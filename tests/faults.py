@@ -10,6 +10,7 @@ can be read from ``/proc``.  Every figure a test measures is printed as one
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import signal
 import subprocess
@@ -72,6 +73,7 @@ class ProcessorProcess:
             log.flush()
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         self.starts += 1
+        atexit.register(self._kill_if_running, self.proc)  # a failed or timed-out test leaves no processor behind
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -84,6 +86,11 @@ class ProcessorProcess:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"the processor was not ready within {timeout}s; see {self.log_file}")
+
+    @staticmethod
+    def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.kill()
 
     @property
     def pid(self) -> int:

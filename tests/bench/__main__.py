@@ -13,6 +13,7 @@ import importlib
 import json
 import platform
 import pkgutil
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.only or discover()
     ctx = Context(quick=args.quick)
+    # Every run starts on fresh brokers: state left by an earlier run would not match them.
+    shutil.rmtree(ctx.scratch, ignore_errors=True)
     ctx.scratch.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": __import__("os").cpu_count()},
