@@ -41,5 +41,9 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop answering (the port closes); safe to call again."""
         self._httpd.shutdown()
         self._httpd.server_close()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +20,40 @@ from stream.events import HookRelease, decode, encode
 from stream.processing import Record
 
 from .feedback_data import feedback_event, uuids
+from .loopback_http import LoopbackServer
 
 
-class FakeLLM:
+class FakeLLM(LoopbackServer):
     """A tiny OpenAI-compatible chat-completions server on loopback; answers with a fixed proposal."""
 
     def __init__(self, answer: str) -> None:
         self.answer = answer
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str] = []
-        fake = self
+        self._serve()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append(body)
-                fake.auth.append(self.headers.get("Authorization", ""))
-                if self.path != "/v1/chat/completions":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                payload = json.dumps({
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": fake.answer}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/v1"
 
-            def log_message(self, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeLLM:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        if method != "POST" or h.path != "/v1/chat/completions":
+            h.send_response(404)
+            h.end_headers()
+            return
+        body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
+        self.requests.append(body)
+        self.auth.append(h.headers.get("Authorization", ""))
+        payload = json.dumps({
+            "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": self.answer}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
 
 
 # The model proposes one good rule, one harmful rule, one malformed rule and one of an unknown kind.
@@ -128,8 +116,7 @@ def test_processor_uses_the_proposer_and_survives_its_failures(fake_llm: FakeLLM
     assert v.worse_pairs == 0 and v.heldout_similarity_after > v.heldout_similarity_before
 
     # The endpoint goes away: no proposals, no crash, no release of anything new.
-    fake_llm.server.shutdown()
-    fake_llm.server.server_close()
+    fake_llm.stop()
     more = feedback_event("fn", "Other text here.", "Other text.", "late-1", 99)
     proc.process([Record("feedback", 0, 99, b"fn", more, encode(more))])
     assert proc.tick(20.0).outputs == []
