@@ -82,7 +82,11 @@ class DensitySettings:
 
     epsilon: float = field(default=0.3, metadata={"help": "cosine distance within which two logs are neighbours (0..1)"})
     exact_threshold: int = field(
-        default=512, metadata={"help": "a function's index uses exact brute force below this many logs, HNSW above"}
+        default=16384,
+        metadata={
+            "help": "a function's index is exact (one BLAS matrix product per batch) up to this many logs, HNSW above; "
+            "exact is faster up to a few 10k logs at 384-d and uses less memory"
+        },
     )
     hnsw_m: int = field(default=32, metadata={"help": "HNSW links per node (level 0 has twice as many)"})
     hnsw_ef_construction: int = field(default=200, metadata={"help": "HNSW build-time beam width"})

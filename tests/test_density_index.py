@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +60,16 @@ def test_orphans_are_the_elements_search_cannot_reach(dense) -> None:
 
     idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=256))
     _insert(idx, dense.vectors, 0, [500])
-    state, block = idx._level0()
-    count, m0 = block.shape[0], int(state["max_M0"])
+    level0 = idx._level0()
+    block = level0.block
+    count, m0 = block.shape[0], level0.max_m0
     lengths = np.ascontiguousarray(block[:, :2]).view(np.uint16).ravel()
     links = np.ascontiguousarray(block[:, 4 : 4 + 4 * m0]).view(np.uint32)
     mask = np.arange(m0)[None, :] < lengths[:, None]
     graph = csr_matrix((np.ones(int(mask.sum())), (np.repeat(np.arange(count), lengths), links[mask])), shape=(count, count))
-    reached = breadth_first_order(graph, int(state["enterpoint_node"]), directed=True, return_predecessors=False)
+    reached = breadth_first_order(graph, level0.entry, directed=True, return_predecessors=False)
     unreachable = np.setdiff1d(np.arange(count), reached)
-    labels = np.ascontiguousarray(block[:, int(state["label_offset"]) : int(state["label_offset"]) + 8]).view(np.uint64).ravel()
-    assert sorted(idx._orphans.tolist()) == sorted(labels[unreachable].tolist())
+    assert sorted(idx._orphans.tolist()) == sorted(level0.labels[unreachable].tolist())
     assert len(unreachable) > 0
     idx._hnsw.set_ef(400)
     found, _ = idx._hnsw.knn_query(idx._orphan_vectors, k=50)
@@ -93,15 +94,60 @@ def test_evictions_subtract_and_reused_slots_stay_exact(dense) -> None:
     assert not idx.cols.live[gone[~np.isin(gone, more)]].any()
 
 
+def _canonical_densities(vectors: np.ndarray, epsilon: float) -> np.ndarray:
+    """The exact mode's definition, pair by pair and independently of it: the dot product
+    correctly rounded to float64 (math.fsum of exact products), inside when >= 1 - epsilon,
+    added as rint(dot * 2**32)."""
+    v = vectors.astype(np.float64).tolist()
+    out = np.zeros(len(v), dtype=np.int64)
+    for i in range(len(v)):
+        for j in range(i + 1, len(v)):
+            dot = math.fsum(a * b for a, b in zip(v[i], v[j], strict=True))
+            if dot >= 1.0 - epsilon:
+                w = int(np.rint(dot * SCALE))
+                out[i] += w
+                out[j] += w
+    return out
+
+
+def test_exact_mode_densities_are_canonical_whatever_the_batching(dense) -> None:
+    """Matrix products blocked differently per batch still give each pair one integer: the
+    canonical one, so a density is the same bits however the logs came, and equals the
+    pairwise definition computed independently."""
+    rng = np.random.default_rng(5)
+    v = dense.vectors[rng.permutation(len(dense.vectors))[:260]]
+    v = np.vstack([v, v[:5]])  # identical vectors too (similarity exactly the self-product)
+    one_by_one = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=10**9))
+    _insert(one_by_one, v, 0, [1, 7, 31])
+    big = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=10**9))
+    _insert(big, v, 0, [200, 65])
+    assert one_by_one.mode == big.mode == "exact"
+    assert np.array_equal(one_by_one.cols.density[: len(v)], big.cols.density[: len(v)])
+    assert np.array_equal(big.cols.density[: len(v)], _canonical_densities(v, EPS))
+
+
+def test_exact_mode_evictions_cancel_insertions_bit_for_bit(dense) -> None:
+    """A pair added in one batch shape and taken out in another leaves no residue."""
+    v = dense.vectors[:1500]
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=10**9))
+    slots = np.concatenate(_insert(idx, v, 0, [3, 500, 61]))
+    idx.evict(slots[1::2])
+    fresh = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=10**9))
+    kept = np.concatenate(_insert(fresh, v[0::2], 0, [750]))
+    assert np.array_equal(idx.cols.density[slots[0::2]], fresh.cols.density[kept])
+    assert np.array_equal(idx.cols.count[slots[0::2]], fresh.cols.count[kept])
+
+
 def test_densities_are_bit_identical_whatever_the_batching_and_the_path(dense) -> None:
-    """Fixed-point sums and one similarity kernel: HNSW in big batches == brute force one by one."""
-    v = dense.vectors[:1200]
+    """Every path settles a pair to the same integer: HNSW in big batches == matrix products one by one."""
+    v = dense.vectors
     hnsw = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=100))
     _insert(hnsw, v, 0, [500, 300, 400])
     exact = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=10**9))
     _insert(exact, v, 0, [1, 7, 31])
     assert hnsw.mode == "hnsw" and exact.mode == "exact"
-    assert np.array_equal(hnsw.cols.density[:1200], exact.cols.density[:1200])
+    assert hnsw.searcher.stats.knn_calls > 0 and len(hnsw._orphans) > 0, "k-NN and the orphans' brute force both took part"
+    assert np.array_equal(hnsw.cols.density[: len(v)], exact.cols.density[: len(v)])
 
 
 def test_range_cap_truncates_and_is_counted(dense) -> None:
@@ -199,3 +245,45 @@ def test_identical_vectors_share_an_element_and_densities_stay_exact(dense, tmp_
     more = np.vstack([distinct[rng.integers(0, 60, 300)], dense.vectors[900:1100]])
     _insert(back, more, 10_000, [250])
     _check_exact(back)
+
+
+def test_settle_recomputes_pairs_near_a_rounding_edge_or_the_radius() -> None:
+    """A float64 product off by less than dot_margin must not change the integer or the decision."""
+    from processors.density.vectors import dot_margin, settle
+
+    rng = np.random.default_rng(8)
+    left, _ = normalise(rng.standard_normal((400, DIM)))
+    right, _ = normalise(rng.standard_normal((400, DIM)))
+    idx = np.arange(400)
+    exact = np.array([math.fsum(a * b for a, b in zip(x, y, strict=True)) for x, y in zip(left.astype(np.float64).tolist(), right.astype(np.float64).tolist(), strict=True)])
+    margin = dot_margin(DIM)
+    # Approximations just across the rounding edge from the exact value (what another blocking could give).
+    edge = (np.floor(exact * SCALE) + 0.5) / SCALE
+    approx = edge + np.where(exact * SCALE < edge * SCALE, 1, -1) * margin / 4
+    assert (np.rint(approx * SCALE) != np.rint(exact * SCALE)).any(), "the naive rounding would differ"
+    inside, fixed = settle(approx, left, idx, right, idx, threshold=-1.0)
+    assert inside.all() and np.array_equal(fixed, np.rint(exact * SCALE).astype(np.int64))
+    # And a pair sitting on the radius is decided by its exact value, not by the approximation.
+    inside, _ = settle(exact + margin / 2, left, idx, right, idx, threshold=float(exact[0]) + margin / 4)
+    assert not inside[0]
+    # Far from any edge the approximation is used as it is (no recomputation needed).
+    calm = np.rint(exact * SCALE) / SCALE + margin * 2
+    inside, fixed = settle(calm, left, idx, right, idx, threshold=-1.0)
+    assert np.array_equal(fixed, np.rint(exact * SCALE).astype(np.int64))
+
+
+def test_settle_decides_a_pair_exactly_on_the_edge_with_math_fsum(monkeypatch) -> None:
+    """A dot product that is exactly half a fixed-point unit away from two integers: neither the
+    float64 approximation nor long double can decide it; fsum does (round half to even)."""
+    from processors.density import vectors
+
+    calls = []
+    monkeypatch.setattr(vectors, "_exact_dot", lambda a, b: calls.append(1) or math.fsum((a.astype(np.float64) * b.astype(np.float64)).tolist()))
+    left = np.zeros((1, 4), np.float32)
+    right = np.zeros((1, 4), np.float32)
+    left[0, :2] = 1.0
+    right[0, :2] = 0.5, 2.0**-33  # dot = 0.5 + 2**-33: 2**31 + 0.5 units
+    approx = np.array([0.5 + 2.0**-33 + 1e-15])  # a blocking error on the wrong side of the edge
+    inside, fixed = vectors.settle(approx, left, np.array([0]), right, np.array([0]), threshold=0.5 + 2.0**-33)
+    assert calls == [1], "only fsum can decide it"
+    assert inside[0] and fixed[0] == 2**31  # on the threshold counts as inside; half to even

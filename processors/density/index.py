@@ -1,7 +1,9 @@
 """One function's density index: stored vectors, neighbour densities and log metadata.
 
-Below ``exact_threshold`` live logs the vectors sit in a numpy matrix and every
-range query is exact brute force; above it they move into an hnswlib HNSW index
+Up to ``exact_threshold`` live logs the vectors sit in a numpy matrix and every
+range query is one float64 matrix product with all of them (BLAS: for the few
+thousand logs of a typical function, with hundreds of neighbours each, far cheaper
+than k-NN); above it they move into an hnswlib HNSW index
 (inner product on unit vectors, i.e. cosine) that is grown with ``resize_index``.
 Evicted logs are ``mark_deleted`` and their slots reused.  The vectors are kept
 only once: in the matrix, or inside hnswlib (read back with ``get_items``).
@@ -20,7 +22,9 @@ cosine distance epsilon.  :meth:`FunctionIndex.insert` adds a batch and then
 queries it: a new log gets the sum over all its neighbours (older ones and those in
 the same batch), an older neighbour gets ``+sim`` once.  :meth:`FunctionIndex.evict`
 does the reverse.  With complete neighbour sets the result equals the exact
-O(n²) computation over the live logs, bit for bit in fixed point.
+O(n²) computation over the live logs, bit for bit in fixed point (each pair's
+similarity is its canonical value, see :func:`~.vectors.settle`, whichever way it
+was found).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import msgspec
 import numpy as np
 
 from .rangesearch import Neighbourhoods, RangeSearcher, merge, symmetrize
-from .vectors import to_fixed
+from .vectors import exact_fixed
 
 # Status codes stored per log.  Only SUCCESS logs are ever selected.
 SUCCESS, ERROR, FAILURE, ANOMALY = 0, 1, 2, 3
@@ -48,7 +52,7 @@ _SLOT_MASK = np.uint64((1 << _SLOT_BITS) - 1)
 @dataclass(frozen=True, slots=True)
 class IndexParams:
     epsilon: float = 0.3
-    exact_threshold: int = 512
+    exact_threshold: int = 16384
     m: int = 32
     ef_construction: int = 200
     ef: int = 64
@@ -105,6 +109,46 @@ class _Arrays:
             setattr(self, name, new)
 
 
+@dataclass(slots=True)
+class _Level0:
+    """One copy of hnswlib's level-0 block: every element's links, vector and label.
+
+    ``get_items`` copies element by element (~25 µs each); hnswlib's pickling state
+    hands out the whole block in one copy (~1 ms per 5k elements at 384-d), from which
+    vectors, labels and links are read in bulk.
+    """
+
+    block: np.ndarray  # elements x bytes
+    offset: int  # where a row's vector starts
+    label_offset: int  # and its label (the vector ends there)
+    max_m0: int
+    entry: int
+    labels: np.ndarray  # uint64, per row
+    _sorter: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, index: hnswlib.Index, dim: int) -> _Level0 | None:
+        """None when the layout is not the one this code reads (another hnswlib version)."""
+        state = index.__getstate__()[0]
+        per, count = int(state["size_data_per_element"]), int(state["cur_element_count"])
+        off, lab, max_m0 = int(state["offset_data"]), int(state["label_offset"]), int(state["max_M0"])
+        if state["dim"] != dim or lab - off != 4 * dim or off != 4 + 4 * max_m0:
+            return None
+        block = np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
+        labels = np.ascontiguousarray(block[:, lab : lab + 8]).view(np.uint64).ravel()
+        return cls(block, off, lab, max_m0, int(state["enterpoint_node"]), labels)
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        dim = (self.label_offset - self.offset) // 4
+        return np.ascontiguousarray(self.block[rows, self.offset : self.label_offset]).view(np.float32).reshape(-1, dim)
+
+    def rows_of(self, labels: np.ndarray) -> np.ndarray:
+        if self._sorter is None:
+            self._sorter = np.argsort(self.labels)
+        sorted_labels = self.labels[self._sorter]
+        return self._sorter[np.searchsorted(sorted_labels, np.asarray(labels, dtype=np.uint64))]
+
+
 class FunctionIndex:
     """Density index of one function (one vector dimension)."""
 
@@ -131,6 +175,7 @@ class FunctionIndex:
         # Live HNSW elements no level-0 link points to (search cannot reach them) and their vectors.
         self._orphans = np.empty(0, dtype=np.uint64)
         self._orphan_vectors = np.zeros((0, dim), dtype=np.float32)
+        self._level0_copy: _Level0 | None = None  # see _level0
 
     # ------------------------------------------------------------------ queries
     @property
@@ -179,35 +224,38 @@ class FunctionIndex:
         return read
 
     def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every live vector (one per HNSW element) with its label, read in bulk (for brute-force fallbacks).
-
-        ``get_items`` copies element by element (~25 µs each); hnswlib's pickling state
-        hands out the level-0 block in one copy, from which vectors and labels are views.
-        """
+        """Every live vector (one per HNSW element) with its label, read in bulk (for brute-force fallbacks)."""
         live = self.live_slots()
         if self._hnsw is None:
             assert self._matrix is not None
             return self._matrix[live], self.labels(live)
         elems = np.fromiter(self._members, dtype=np.uint64, count=len(self._members))
-        found = self._level0()
-        if found is None:  # an unexpected layout: take the slow, safe way
+        level0 = self._level0()
+        if level0 is None:  # an unexpected layout: take the slow, safe way
             return np.asarray(self._hnsw.get_items(elems), dtype=np.float32).reshape(len(elems), self.dim), elems
-        state, block = found
-        off, lab = int(state["offset_data"]), int(state["label_offset"])
-        labels = np.ascontiguousarray(block[:, lab : lab + 8]).view(np.uint64).ravel()
-        wanted = np.isin(labels, elems)
-        vectors = np.ascontiguousarray(block[wanted, off:lab]).view(np.float32)
-        return vectors, labels[wanted]
+        wanted = np.flatnonzero(np.isin(level0.labels, elems))
+        return level0.vectors(wanted), level0.labels[wanted]
 
-    def _level0(self) -> tuple[dict, np.ndarray] | None:
-        """hnswlib's pickling state and its level-0 block as (elements x bytes), or None for an unexpected layout."""
+    def _element_vectors(self, elems: np.ndarray) -> np.ndarray:
+        """Vectors of HNSW elements by label, from the level-0 copy when there is one."""
+        level0 = self._level0()
+        if level0 is None:
+            return self.vectors(self._element_slots(elems))
+        return level0.vectors(level0.rows_of(elems))
+
+    def _level0(self) -> _Level0 | None:
+        """A copy of hnswlib's level-0 block, taken once per change of the graph (None: unexpected layout).
+
+        Dropped at the end of each insert and eviction (:meth:`_graph_changed`), so it is
+        a temporary of those calls, not memory the index keeps.
+        """
         assert self._hnsw is not None
-        state = self._hnsw.__getstate__()[0]
-        per, count = int(state["size_data_per_element"]), int(state["cur_element_count"])
-        off, lab = int(state["offset_data"]), int(state["label_offset"])
-        if state["dim"] != self.dim or lab - off != 4 * self.dim or off != 4 + 4 * int(state["max_M0"]):
-            return None
-        return state, np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
+        if self._level0_copy is None:
+            self._level0_copy = _Level0.of(self._hnsw, self.dim)
+        return self._level0_copy
+
+    def _graph_changed(self) -> None:
+        self._level0_copy = None
 
     def _find_orphans(self) -> None:
         """Find live elements that HNSW search cannot reach: no level-0 link points to them.
@@ -217,11 +265,11 @@ class FunctionIndex:
         and are compared by brute force with every query instead.  Elements linked only
         from such orphans are orphans too.
         """
-        found = self._level0()
-        if found is None:
+        level0 = self._level0()
+        if level0 is None:
             return
-        state, block = found
-        count, max_m0 = block.shape[0], int(state["max_M0"])
+        block, max_m0 = level0.block, level0.max_m0
+        count = block.shape[0]
         lengths = np.ascontiguousarray(block[:, 0:2]).view(np.uint16).ravel().astype(np.int64)
         column = np.arange(max_m0)[None, :]
 
@@ -235,20 +283,18 @@ class FunctionIndex:
             return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
 
         indegree = np.bincount(targets(np.arange(count)), minlength=count)[:count]
-        entry = int(state["enterpoint_node"])
         orphan = indegree == 0
-        orphan[entry] = False
+        orphan[level0.entry] = False
         newly = orphan.copy()
         while newly.any():  # links from orphans do not make anything reachable
             indegree -= np.bincount(targets(np.flatnonzero(newly)), minlength=count)[:count]
             newly = (indegree <= 0) & ~orphan
-            newly[entry] = False
+            newly[level0.entry] = False
             orphan |= newly
-        off, lab = int(state["offset_data"]), int(state["label_offset"])
-        labels = np.ascontiguousarray(block[orphan, lab : lab + 8]).view(np.uint64).ravel()
-        live = np.array([int(label) in self._members for label in labels.tolist()], dtype=bool)  # live elements only
-        self._orphans = labels[live]
-        self._orphan_vectors = np.ascontiguousarray(block[orphan][live, off:lab]).view(np.float32).reshape(-1, self.dim)
+        rows = np.flatnonzero(orphan)
+        live = np.array([int(label) in self._members for label in level0.labels[rows].tolist()], dtype=bool)  # live elements only
+        self._orphans = level0.labels[rows[live]]
+        self._orphan_vectors = level0.vectors(rows[live])
 
     def neighbours(self, slots: np.ndarray, radius: float) -> list[np.ndarray]:
         """Live slots within cosine distance ``radius`` of each given live slot (itself excluded)."""
@@ -309,7 +355,7 @@ class FunctionIndex:
         self._apply(hoods, slots, sign=1)
         stats.neighbours = int(len(hoods.labels))
         if self._hnsw is None and self.live_count > self.params.exact_threshold:
-            self._to_hnsw()
+            self._to_hnsw()  # densities carry over as they are: both modes settle pairs the same way
         self._collect(stats, started)
         return slots, stats
 
@@ -386,6 +432,7 @@ class FunctionIndex:
             index.resize_index(max(needed, int(index.get_max_elements() * 1.5)))
         # One thread: the graph then depends only on the insertion order (deterministic replays).
         index.add_items(vectors, self.labels(slots), num_threads=1, replace_deleted=True)
+        self._graph_changed()
 
     def _to_hnsw(self) -> None:
         """Move the vectors from the exact matrix into a new HNSW index."""
@@ -400,6 +447,7 @@ class FunctionIndex:
         vectors = self._matrix[live]
         self._hnsw = index
         self._matrix = None
+        self._graph_changed()
         self._members, self._by_hash = {}, {}
         new = self._join_elements(live, vectors)
         index.add_items(vectors[new], self.labels(live[new]), num_threads=1)
@@ -441,6 +489,7 @@ class FunctionIndex:
                 continue
             vector = np.asarray(self._hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
             self._hnsw.mark_deleted(elem)
+            self._graph_changed()
             del self._members[elem]
             self._self_weights.pop(elem, None)
             h = hash(vector.tobytes())
@@ -463,7 +512,7 @@ class FunctionIndex:
         if self._hnsw is None:
             live = self.live_slots()
             assert self._matrix is not None
-            return searcher.brute(self._matrix[live], self.labels(live), queries, self_labels)
+            return searcher.matrix(self._matrix[live], self.labels(live), queries, self_labels)
         found = self._search_elements(queries, self.cols.elem[slots], searcher)
         found = self._expand(found, slots, queries)
         return symmetrize(found, self_labels) if within_batch else found
@@ -476,14 +525,11 @@ class FunctionIndex:
         def counts_of(labels: np.ndarray) -> np.ndarray:
             return count[self._element_slots(labels)]
 
-        def vectors_of(labels: np.ndarray) -> np.ndarray:
-            return self.vectors(self._element_slots(labels))
-
         # Orphans (unreachable by search) are compared by brute force instead; a pair of
         # this batch seen both ways is counted once (symmetrize deduplicates).
         found = searcher.hnsw(
             self._hnsw, len(self._members), queries, self_elems,
-            counts_of=counts_of, vectors_of=vectors_of, all_live=self.live_vectors,
+            counts_of=counts_of, vectors_of=self._element_vectors, all_live=self.live_vectors,
             exclude=self._orphans if len(self._orphans) else None,
         )
         if len(self._orphans):
@@ -491,15 +537,11 @@ class FunctionIndex:
         return found
 
     def _self_weight(self, elem: int, vector: np.ndarray) -> int:
-        """The similarity of two copies of an element's vector, from hnswlib's own kernel (as brute
-        force computes it in exact mode), so densities do not depend on when the index became HNSW."""
+        """The similarity of two copies of an element's vector: the canonical value, as the
+        matrix product gives it for two identical rows in exact mode."""
         w = self._self_weights.get(elem)
         if w is None:
-            bf = hnswlib.BFIndex(space="ip", dim=self.dim)
-            bf.init_index(max_elements=1)
-            bf.add_items(vector[None, :], np.array([0]))
-            _, dist = bf.knn_query(vector[None, :], k=1)
-            w = self._self_weights[elem] = int(to_fixed(np.array([np.float32(1.0) - dist[0, 0]], dtype=np.float64))[0])
+            w = self._self_weights[elem] = exact_fixed(vector, vector)
         return w
 
     def _expand(self, found: Neighbourhoods, slots: np.ndarray, queries: np.ndarray) -> Neighbourhoods:
@@ -553,6 +595,7 @@ class FunctionIndex:
         np.add.at(c.count, nbr[outside], np.int32(sign))
 
     def _collect(self, stats: BatchStats, started: float) -> None:
+        self._level0_copy = None  # a temporary of the call that ends here (see _level0)
         s = self.searcher.stats
         stats.cap_hits, stats.brute_rows = s.cap_hits, s.brute_rows
         s.cap_hits = s.brute_rows = 0

@@ -8,11 +8,20 @@ whatever the batching and whatever the order of a replay:
 * a similarity is added to a density as a 64-bit fixed-point integer (units of
   2**-32), so sums are associative: the same neighbours give bit-identical
   densities in any order, and a tie between two logs stays a tie.
+
+A pair's similarity must be the same integer whichever computation produced it
+(a matrix product whose blocking depends on the batch, on insert and again on
+eviction).  :func:`settle` gives that for float64 matrix products: the canonical
+value is ``rint(fsum(a*b) * 2**32)`` (the dot product correctly rounded to float64,
+then to fixed point); a float64 product is provably within :func:`dot_margin` of
+it, so only the pairs that close to a rounding edge (or to the radius) are
+recomputed with ``math.fsum``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
@@ -67,3 +76,67 @@ def exact_dots(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 def uid_hash(uuid: str) -> int:
     """A stable 63-bit hash of a log's uuid (duplicate detection and deterministic tie-breaks)."""
     return int.from_bytes(hashlib.blake2b(uuid.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+
+
+def dot_margin(dim: int) -> float:
+    """A bound on |float64 dot product - correctly rounded one| for two stored (unit, float32) vectors.
+
+    Products of float32 values are exact in float64; summing ``dim`` of them in any
+    order errs by at most ``dim * 2**-53 * sum|a_i * b_i|`` (<= ``dim * 2**-53`` for
+    unit vectors), plus half an ulp for the correctly rounded reference: doubled here
+    for norms a rounding above 1.
+    """
+    return 2.0 * (dim + 1) * 2.0**-53
+
+
+def settle(
+    approx: np.ndarray, left: np.ndarray, li: np.ndarray, right: np.ndarray, ri: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which pairs are within ``threshold`` and their fixed-point similarities, canonically.
+
+    ``approx[k]`` is a float64 dot product (any summation order) of the stored vectors
+    ``left[li[k]]`` and ``right[ri[k]]``.  A pair is inside when its correctly rounded
+    dot product is ``>= threshold``; its similarity is ``rint(that * 2**32)``.  Where
+    ``approx`` is further than :func:`dot_margin` from the threshold and from every
+    rounding edge it gives that decision and that integer already.  The rest (under
+    0.1 %) is recomputed: summed in long double, whose bound is 2**11 times tighter,
+    and the very few still undecided with ``math.fsum``.
+    """
+    approx = np.asarray(approx, dtype=np.float64)
+    dim = left.shape[1]
+    inside = approx >= threshold
+    fixed = np.rint(approx * SCALE).astype(np.int64)
+    todo = np.flatnonzero(~_decided(approx, dot_margin(dim), threshold))
+    if todo.size and _LONG_DOUBLE_EPS is not None:
+        precise = (left[li[todo]].astype(np.longdouble) * right[ri[todo]].astype(np.longdouble)).sum(axis=1)
+        inside[todo] = precise >= threshold
+        fixed[todo] = np.rint(precise * SCALE).astype(np.int64)
+        # Products are exact in long double too; the sum errs by at most dim * eps, and the
+        # correctly rounded float64 lies within 2**-53 of the exact value: doubled.
+        todo = todo[~_decided(precise, 2.0 * (dim * _LONG_DOUBLE_EPS + 2.0**-53), threshold)]
+    for k in todo.tolist():
+        exact = _exact_dot(left[li[k]], right[ri[k]])
+        inside[k] = exact >= threshold
+        fixed[k] = int(np.rint(exact * SCALE))
+    return inside, fixed
+
+
+# Long double where it has at least 64 mantissa bits (x86's 80-bit, IEEE quad), else None
+# (it is plain double on some platforms, and then only math.fsum is exact enough).
+_LONG_DOUBLE_EPS = float(np.finfo(np.longdouble).eps) if np.finfo(np.longdouble).nmant >= 63 else None
+
+
+def _decided(values: np.ndarray, bound: float, threshold: float) -> np.ndarray:
+    """Where values known to within ``bound`` fix both the in/out decision and the fixed-point integer."""
+    scaled = values * SCALE
+    return (np.abs(values - threshold) > bound) & (np.abs(scaled - np.floor(scaled) - 0.5) > bound * SCALE)
+
+
+def exact_fixed(left: np.ndarray, right: np.ndarray) -> int:
+    """The canonical fixed-point similarity of one pair of stored vectors."""
+    return int(np.rint(_exact_dot(left, right) * SCALE))
+
+
+def _exact_dot(left: np.ndarray, right: np.ndarray) -> float:
+    """The dot product correctly rounded to float64: products of float32 values are exact in float64."""
+    return math.fsum((np.asarray(left, dtype=np.float64) * np.asarray(right, dtype=np.float64)).tolist())
