@@ -37,6 +37,17 @@ class RuntimeSettings:
 
     max_batch_records: int = field(default=500, metadata={"help": "records fetched per getmany() call"})
     poll_timeout_ms: int = field(default=200, metadata={"help": "how long one fetch waits for records"})
+    fetch_max_wait_ms: int = field(
+        default=50,
+        metadata={
+            "help": "longest a fetch request waits at the broker for data; the embedded broker holds a fetch "
+            "this long even when records arrive meanwhile, so it bounds the added latency (real Kafka answers at once)"
+        },
+    )
+    fetch_min_bytes: int = field(
+        default=1,
+        metadata={"help": "a fetch answers once this many bytes are ready (or fetch_max_wait_ms passed); more = fewer, bigger fetches"},
+    )
     commit_interval_s: float = field(default=1.0, metadata={"help": "seconds between offset commits"})
     checkpoint_interval_s: float = field(
         default=10.0, metadata={"help": "seconds between state checkpoints (also taken on revoke and shutdown)"}
@@ -59,6 +70,8 @@ class RuntimeSettings:
     def validate(self) -> None:
         _check(self.max_batch_records >= 1, "runtime.max_batch_records", "must be >= 1")
         _check(self.poll_timeout_ms >= 1, "runtime.poll_timeout_ms", "must be >= 1")
+        _check(self.fetch_max_wait_ms >= 1, "runtime.fetch_max_wait_ms", "must be >= 1")
+        _check(self.fetch_min_bytes >= 1, "runtime.fetch_min_bytes", "must be >= 1")
         _check(self.commit_interval_s >= 0, "runtime.commit_interval_s", "must be >= 0")
         _check(self.checkpoint_interval_s > 0, "runtime.checkpoint_interval_s", "must be > 0")
         _check(self.max_message_bytes >= 1024, "runtime.max_message_bytes", "must be >= 1024")
@@ -96,6 +109,13 @@ class DensitySettings:
         default=4096, metadata={"help": "cap of that k; a log with more neighbours gets a truncated density (vt_density_range_cap_hits_total)"}
     )
     query_threads: int = field(default=1, metadata={"help": "threads of one HNSW query call (inserts always use one: deterministic graphs)"})
+    blas_threads: int = field(
+        default=1,
+        metadata={
+            "help": "threads of the BLAS matrix products (exact mode) in this process; 0 = the BLAS default "
+            "(all cores: on a small machine they spin against the broker and the consumer for little gain)"
+        },
+    )
     ttl_s: float = field(
         default=7 * 24 * 3600.0, metadata={"help": "logs older than this (event time, behind the function's newest log) leave the index; 0 = never"}
     )
@@ -135,6 +155,7 @@ class DensitySettings:
         _check(self.hnsw_ef >= 1, "density.hnsw_ef", "must be >= 1")
         _check(1 <= self.initial_k <= self.max_k, "density.initial_k", "must be 1..max_k")
         _check(self.query_threads >= 1, "density.query_threads", "must be >= 1")
+        _check(self.blas_threads >= 0, "density.blas_threads", "must be >= 0")
         _check(self.ttl_s >= 0, "density.ttl_s", "must be >= 0 (0 = no TTL)")
         _check(self.max_per_function >= 1, "density.max_per_function", "must be >= 1")
         _check(self.select_interval_s > 0, "density.select_interval_s", "must be > 0")

@@ -48,6 +48,18 @@ class _Batch:
     dead: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
+@dataclass(slots=True)
+class _Sent:
+    """A processed partition batch whose outputs are with the producer, not yet acknowledged."""
+
+    tp: TopicPartition
+    logical: str
+    records: list[ConsumerRecord[bytes, bytes]]
+    batch: _Batch
+    started: float
+    futures: list[asyncio.Future[Any]] | None  # None: the producer did not take them (re-sent on delivery)
+
+
 class Runtime:
     """Runs a set of processors in one consumer group.
 
@@ -138,8 +150,12 @@ class Runtime:
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=rt.session_timeout_ms,
             heartbeat_interval_ms=max(300, rt.session_timeout_ms // 4),  # every assigned partition is positioned explicitly in _on_assigned
-            max_partition_fetch_bytes=max(1_048_576, rt.max_message_bytes + 65_536),
+            # 8 MB per partition per fetch: a 384-d log is ~8 KB of JSON, and 1 MB (aiokafka's default)
+            # would bring ~130 of them per round trip.
+            max_partition_fetch_bytes=max(8_388_608, rt.max_message_bytes + 65_536),
             fetch_max_bytes=max(52_428_800, rt.max_message_bytes + 65_536),
+            fetch_max_wait_ms=rt.fetch_max_wait_ms,
+            fetch_min_bytes=rt.fetch_min_bytes,
         )
         self._checkpointer = Checkpointer(
             consumer=self._consumer,
@@ -244,8 +260,10 @@ class Runtime:
                 await asyncio.sleep(rt.send_retry_backoff_s)
                 continue
             async with self._lock:
-                for tp, records in batch.items():
-                    await self._handle(tp, records)
+                # Every partition's outputs go to the producer as soon as they are ready and are
+                # acknowledged together: one broker round trip per fetch, not one per partition.
+                sent = [s for tp, records in batch.items() if (s := await self._handle(tp, records)) is not None]
+                await self._acknowledge(sent)
                 await self._tick()
                 self._update_lag()
                 due_state = self._checkpointer.state_due()
@@ -253,28 +271,36 @@ class Runtime:
                     await self._checkpointer.run(save_state=due_state)
                     last_commit = time.monotonic()
 
-    async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Process one partition's fetched records and produce their outputs (acknowledged)."""
+    async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> _Sent | None:
+        """Process one partition's fetched records and hand their outputs to the producer."""
         if tp not in self._consumer.assignment():  # type: ignore[union-attr]
-            return  # revoked while this batch waited: the new owner processes it
+            return None  # revoked while this batch waited: the new owner processes it
         logical = self.names.logical(tp.topic)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, self._process_batch, tp, logical, records)
-        await self._produce(result.outputs)
-        self.metrics.consumed.labels(logical).inc(len(records))
-        for reason, n in result.dead.items():
-            self.metrics.dead_letters.labels(logical, reason).inc(n)
-        next_offset = records[-1].offset + 1
-        self._progress.advance(tp, next_offset, self._by_topic.get(logical, []))
+        return _Sent(tp, logical, records, result, started, await self._send(result.outputs))
+
+    async def _acknowledge(self, sent: list[_Sent]) -> None:
+        """Wait for the outputs of these batches, then let their offsets advance (in fetch order)."""
+        if not sent:
+            return
+        outputs = [o for s in sent for o in s.batch.outputs]
+        futures = None if any(s.futures is None for s in sent) else [f for s in sent for f in s.futures or ()]
+        await self._deliver(outputs, futures)
         now = time.time()
-        elapsed = time.perf_counter() - started
-        for p in self._by_topic.get(logical, []):
-            self.metrics.batch_seconds.labels(p.name).observe(elapsed)
-        hist = self.metrics.record_latency.labels(logical)
-        for r in records:
-            if r.timestamp > 0:
-                hist.observe(max(0.0, now - r.timestamp / 1000.0))
+        for s in sent:
+            self.metrics.consumed.labels(s.logical).inc(len(s.records))
+            for reason, n in s.batch.dead.items():
+                self.metrics.dead_letters.labels(s.logical, reason).inc(n)
+            self._progress.advance(s.tp, s.records[-1].offset + 1, self._by_topic.get(s.logical, []))
+            elapsed = time.perf_counter() - s.started
+            for p in self._by_topic.get(s.logical, []):
+                self.metrics.batch_seconds.labels(p.name).observe(elapsed)
+            hist = self.metrics.record_latency.labels(s.logical)
+            for r in s.records:
+                if r.timestamp > 0:
+                    hist.observe(max(0.0, now - r.timestamp / 1000.0))
         self.metrics.last_batch.set(now)
 
     def _process_batch(self, tp: TopicPartition, logical: str, raw: list[ConsumerRecord[bytes, bytes]]) -> _Batch:
@@ -341,15 +367,26 @@ class Runtime:
 
     async def _produce(self, outputs: list[Output]) -> None:
         """Send outputs in order and wait for every acknowledgement; retry until acked or stopped."""
-        if not outputs:
-            return
+        if outputs:
+            await self._deliver(outputs, await self._send(outputs))
+
+    async def _send(self, outputs: list[Output]) -> list[asyncio.Future[Any]] | None:
+        """Hand outputs to the producer, in order; None when it refused them (:meth:`_deliver` re-sends)."""
         assert self._producer is not None
+        try:
+            return [await self._producer.send(self.names.physical(o.topic), key=o.key, value=o.value) for o in outputs]
+        except KafkaError as exc:
+            log.warning("producer refused %d outputs (%s)", len(outputs), exc)
+            return None
+
+    async def _deliver(self, outputs: list[Output], futures: list[asyncio.Future[Any]] | None) -> None:
+        """Wait until every output is acknowledged.  After a failure all of them are sent again, in
+        their order, so that a key's last record is still the newest (outputs are idempotent)."""
         backoff = self.settings.runtime.send_retry_backoff_s
         while True:
             try:
-                futures = [
-                    await self._producer.send(self.names.physical(o.topic), key=o.key, value=o.value) for o in outputs
-                ]
+                if futures is None:
+                    raise KafkaError("outputs were not accepted by the producer")
                 await asyncio.gather(*futures)
                 break
             except KafkaError as exc:
@@ -359,6 +396,7 @@ class Runtime:
                 log.warning("outputs not acknowledged (%s); re-sending %d records in %.1fs", exc, len(outputs), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+                futures = await self._send(outputs)
         counts: dict[str, int] = {}
         for o in outputs:
             counts[o.topic] = counts.get(o.topic, 0) + 1

@@ -210,7 +210,10 @@ class TrafficGenerator:
         bad_ratio: float = 0.0,
         start: datetime | None = None,
         dim_override: int | None = None,
+        event_rate: float | None = None,
     ) -> None:
+        """``event_rate``: events per second of *event time* (timestamps spaced as a service logging
+        at that rate would stamp them); by default consecutive events are 5-120 ms apart."""
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
         self.functions = functions
@@ -218,6 +221,7 @@ class TrafficGenerator:
         self.bad_ratio = bad_ratio
         self.clock = start or datetime(2026, 11, 1, tzinfo=UTC)
         self.dim_override = dim_override
+        self.event_rate = event_rate
         self._centers: dict[tuple[str, str], np.ndarray] = {}
         self._recent: dict[str, list[ExecutionLog]] = {f.name: [] for f in functions}
         self._bad_cycle = 0
@@ -231,7 +235,10 @@ class TrafficGenerator:
         return str(uuid_mod.UUID(int=self.rng.getrandbits(128), version=4))
 
     def _tick(self) -> datetime:
-        self.clock += timedelta(milliseconds=self.rng.randint(5, 120))
+        if self.event_rate:
+            self.clock += timedelta(seconds=self.rng.uniform(0.0, 2.0 / self.event_rate))
+        else:
+            self.clock += timedelta(milliseconds=self.rng.randint(5, 120))
         return self.clock
 
     def _center(self, fn: str, name: str, dim: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 from prometheus_client import CollectorRegistry
+from threadpoolctl import threadpool_limits
 
 from stream.config import DensitySettings
 from stream.deadletter import WRONG_TYPE
@@ -70,6 +71,11 @@ class DensityProcessor(Processor):
         s = self.settings
         # Built up front: a missing extra or model directory stops start-up, not every log.
         self.embedder = embedder or make_embedder(s.embedder, dim=s.embed_dim, model_path=s.embed_model_path)
+        if s.blas_threads > 0:
+            # Process-wide (BLAS pools are global), after the embedder loaded its libraries.  The
+            # products here are a few MB per batch: more threads mostly busy-wait on the cores the
+            # broker and the consumer need.
+            threadpool_limits(limits=s.blas_threads, user_api="blas")
         self.config = engine_config(s, self.embedder)
         self.metrics = DensityMetrics(registry, s.metric_functions)
         self.engines: dict[int, PartitionEngine] = {}
