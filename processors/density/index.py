@@ -207,19 +207,20 @@ class FunctionIndex:
         return np.asarray(self._hnsw.get_items(self.cols.elem[slots]), dtype=np.float32).reshape(len(slots), self.dim)
 
     def vector_reader(self) -> Callable[[np.ndarray], np.ndarray]:
-        """``vectors`` for many reads in a row while the index does not change: one bulk
-        read of every live vector up front instead of hnswlib's element-by-element copies."""
+        """``vectors`` for many reads in a row while the index does not change: from one copy of
+        hnswlib's level-0 block (taken on first use) instead of element-by-element copies."""
         if self._hnsw is None:
             return self.vectors
-        bulk: list[np.ndarray] = []  # vectors, rows by label order, sorted labels: read on first use
+        hnsw = self._hnsw
+        copy: list[_Level0 | None] = []
 
         def read(slots: np.ndarray) -> np.ndarray:
-            if not bulk:
-                vectors, labels = self.live_vectors()
-                order = np.argsort(labels)
-                bulk.extend((vectors, order, labels[order]))
-            vectors, order, sorted_labels = bulk
-            return vectors[order[np.searchsorted(sorted_labels, self.cols.elem[np.asarray(slots, dtype=np.int64)])]]
+            if not copy:
+                copy.append(_Level0.of(hnsw, self.dim))
+            level0 = copy[0]
+            if level0 is None:  # an unexpected layout: take the slow, safe way
+                return self.vectors(slots)
+            return level0.vectors(level0.rows_of(self.cols.elem[np.asarray(slots, dtype=np.int64)]))
 
         return read
 

@@ -178,7 +178,7 @@ class RangeSearcher:
             rows_parts.append(start + rows[inside])
             label_parts.append(db_labels[cols[inside]])
             weight_parts.append(fixed[inside])
-        rows = np.concatenate(rows_parts)  # ascending: np.nonzero walks row-major, chunks in order
+        rows = np.concatenate(rows_parts)  # ascending: flatnonzero walks row-major, chunks in order
         np.cumsum(np.bincount(rows, minlength=nq), out=indptr[1:])
         return Neighbourhoods(indptr, np.concatenate(label_parts), np.concatenate(weight_parts))
 
@@ -259,15 +259,14 @@ class RangeSearcher:
     ) -> Neighbourhoods:
         nq = len(queries)
         threshold = self.epsilon + GUARD
-        row_parts, label_parts, dist_parts = [], [], []
-        for rows, labels, dists in groups:
+        row_parts, label_parts = [], []
+        for rows, labels, dists in groups:  # hnswlib's distances only pick the candidates
             labels = labels.astype(np.uint64, copy=False)
             mask = (dists.astype(np.float64) <= threshold) & (labels != self_labels[rows].astype(np.uint64)[:, None])
             if exclude is not None and len(exclude):
                 mask &= ~np.isin(labels, exclude)
             row_parts.append(np.repeat(rows, mask.sum(axis=1)))
             label_parts.append(labels[mask])
-            dist_parts.append(dists[mask])
         if not row_parts:
             empty = np.empty(0, dtype=np.int64)
             return Neighbourhoods(np.zeros(nq + 1, dtype=np.int64), np.empty(0, dtype=np.uint64), empty)
