@@ -6,17 +6,18 @@ of every topic, already read, and returns a renderable (or None to stay silent).
 
 from __future__ import annotations
 
-import msgspec
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from aiokafka import ConsumerRecord
 from rich.console import RenderableType
 from rich.table import Table
 
-from . import events
-from .topics import ALL
+from processors.training.report import summary as training_summary
+from stream.contract import events
+from stream.contract.topics import ALL
 
 Records = dict[str, list[ConsumerRecord[bytes, bytes]]]  # logical topic -> records
 Section = Callable[[Records], RenderableType | None]
@@ -183,6 +184,4 @@ def hook_versions(records: Records) -> Table | None:
 @section(40)
 def training(records: Records) -> RenderableType | None:
     """Engine 3: the dataset export or the job of each function."""
-    from processors.training.report import summary
-
-    return summary(records)
+    return training_summary(records)

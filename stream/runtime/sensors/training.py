@@ -1,4 +1,4 @@
-"""Prometheus metrics of engine 3 (``vt_training_*``); the function label is bounded.
+"""Engine 3's sensor as Prometheus metrics (``vt_training_*``); the function label is bounded.
 
 The freshness of a function's model is exported as the Unix time it appeared
 (``vt_training_last_model_timestamp_seconds``); its age is ``time() - that`` in
@@ -11,19 +11,22 @@ import typing
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from stream.events import TrainingStatus
-from stream.metrics import function_labels
+from stream.contract.events import TrainingStatus
+from stream.contract.sensors import TrainingSensor
+from stream.runtime.metrics import BoundedLabels, function_labels
 
 # Every status and decision a job can report: their counters exist (at 0) once a function is seen.
 STATUSES: tuple[str, ...] = typing.get_args(TrainingStatus)
 SPLITS = ("train", "valid")
 
 
-class TrainingMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None, label_limit: int = 200) -> None:
+class PrometheusTrainingSensor(TrainingSensor):
+    """Jobs by status, cost estimates and spend, losses, trigger inputs and model freshness per function."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, labels: BoundedLabels | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self._labels = function_labels(r, label_limit)
+        self._labels = labels if labels is not None else function_labels(r)
         self._seen: set[str] = set()
         self._last_model: dict[str, float] = {}
         self.jobs = Counter(
@@ -61,8 +64,34 @@ class TrainingMetrics:
             self.spent.labels(label)
         return label
 
-    def model_ready(self, function: str, at: float) -> None:
+    # ----------------------------------------------------------------- the sensor
+    def on_function(self, function: str) -> None:
+        self.fn(function)
+
+    def on_estimate(self, function: str, cost_usd: float, tokens: int) -> None:
+        label = self.fn(function)
+        self.cost.labels(label).set(cost_usd)
+        self.tokens.labels(label).set(tokens)
+
+    def on_spend(self, function: str, cost_usd: float) -> None:
+        self.spent.labels(self.fn(function)).inc(cost_usd)
+
+    def on_status(self, function: str, status: str) -> None:
+        self.jobs.labels(self.fn(function), status).inc()
+
+    def on_loss(self, function: str, split: str, value: float) -> None:
+        self.loss.labels(self.fn(function), split).set(value)
+
+    def on_model(self, function: str, at: float) -> None:
         label = self.fn(function)
         # A replayed older model never moves freshness back.
         self._last_model[label] = max(at, self._last_model.get(label, 0.0))
         self.last_model.labels(label).set(self._last_model[label])
+
+    def on_samples(self, function: str, golden: int, new: int) -> None:
+        label = self.fn(function)
+        self.golden.labels(label).set(golden)
+        self.new_samples.labels(label).set(new)
+
+    def on_in_flight(self, count: int) -> None:
+        self.in_flight.set(count)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import datetime
 
-from stream.events import HookRelease, HookValidation
-
-from .hookgen import HookModuleError, HookScriptGenerator, rules_json
-from .rules import Rule
+from stream.contract.events import HookRelease, HookValidation
+from stream.contract.hooks.generator import HookModuleError, HookScriptGenerator, rules_json
+from stream.contract.hooks.rules import Rule
 
 SIGNING_KEY_ENV = "VT_HOOK_SIGNING_KEY"
 
@@ -33,6 +33,12 @@ class ReleaseError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def slug(function_name: str) -> str:
+    """The file name of a function's releases (version store, hook client cache): readable, unique by its digest."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", function_name)[:60].lstrip(".") or "_"
+    return f"{safe}-{hashlib.sha256(function_name.encode('utf-8')).hexdigest()[:10]}"
 
 
 def sha256_hex(text: str) -> str:

@@ -1,9 +1,9 @@
-"""Typed rules and the one applier.
+"""Rule sets as the feedback engine sees them: what a rule does, conflicts, order, descriptions.
 
-The rule structs are defined in :mod:`stream.hookrules` (they are part of the
-``HookRelease`` event).  Applying them always goes through the fixed code of
-:mod:`processors.feedback.hook_template`, the same code every generated hook
-module carries, so what validation measured is what users run.
+The rule structs are defined in :mod:`stream.contract.hooks.rules` (they are part of
+the ``HookRelease`` event).  Applying them always goes through the fixed code of
+:mod:`stream.contract.hooks.template`, the same code every generated hook module
+carries, so what validation measured is what users run.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 import msgspec
 
-from stream.hookrules import (
+from stream.contract.hooks import template as applier
+from stream.contract.hooks.rules import (
     AddPrefix,
     AddSuffix,
     DeletePhrase,
@@ -22,9 +23,9 @@ from stream.hookrules import (
     Rule,
     StripPrefix,
     StripSuffix,
+    from_data,
+    to_data,
 )
-
-from . import hook_template as applier
 
 __all__ = [
     "AddPrefix", "AddSuffix", "DeletePhrase", "FormatRule", "MaxSentences", "ReplacePhrase", "Rule",
@@ -41,16 +42,6 @@ KIND_RANK = {
 
 def kind(rule: Rule) -> str:
     return type(rule).__struct_config__.tag  # type: ignore[return-value]
-
-
-def to_data(rules: list[Rule]) -> list[dict[str, Any]]:
-    """Rules as JSON-able dicts (what the hook module and the topic carry)."""
-    return msgspec.to_builtins(rules)  # type: ignore[no-any-return]
-
-
-def from_data(data: Any) -> list[Rule]:
-    """Typed rules from dicts, strictly; raises ``msgspec.ValidationError`` naming the bad field."""
-    return msgspec.convert(data, list[Rule])
 
 
 def rule_key(rule: Rule) -> tuple[Any, ...]:

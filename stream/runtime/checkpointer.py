@@ -25,10 +25,10 @@ from concurrent.futures import Executor
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from .metrics import RuntimeMetrics
-from .processing import Processor
-from .state import CheckpointStore
-from .topics import TopicNames
+from stream.contract.processing import Processor
+from stream.contract.topics import TopicNames
+from stream.runtime.metrics import RuntimeMetrics
+from stream.runtime.statestore import CheckpointStore
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from .broker import EmbeddedBroker, free_port
-from .prometheus import PrometheusError, PrometheusServer, prometheus_binary
-from .scrape import Scrape
-from .summary import sections
-from .topic_io import produce_traffic, read_topic
-from .topics import ALL, TopicNames, ensure_topics
-from .traffic import DEMO_FUNCTIONS, TrafficGenerator
+from stream.contract.topics import ALL, TopicNames
+from stream.runtime.broker import EmbeddedBroker, free_port
+from stream.runtime.kafka import ensure_topics, read_topic
+from stream.tools.prometheus import PrometheusError, PrometheusServer, prometheus_binary
+from stream.tools.scrape import Scrape
+from stream.tools.summary import sections
+from stream.tools.traffic import DEMO_FUNCTIONS, TrafficGenerator, produce_traffic
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -133,7 +133,7 @@ def run_demo(
     return 0 if ok else 1
 
 
-ALERTS = Path(__file__).resolve().parent.parent / "deploy" / "alerts.yml"  # present in a checkout
+ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "alerts.yml"  # present in a checkout
 PROMQL = (
     ("records consumed by topic", "sum by (topic) (vt_events_consumed_total)"),
     ("p95 record latency, s", "histogram_quantile(0.95, sum by (le) (rate(vt_record_latency_seconds_bucket[5m])))"),

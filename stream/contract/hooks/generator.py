@@ -1,6 +1,6 @@
 """Rendering ``generated_prompt_hook.py`` (the seed's ``HookScriptGenerator``).
 
-The module is the template :mod:`processors.feedback.hook_template` with exactly
+The module is the template :mod:`stream.contract.hooks.template` with exactly
 three lines changed: ``FUNCTION_NAME``, ``VERSION`` and ``_RULES_JSON`` get literal
 values.  Strings are written with :func:`repr` of ASCII-only JSON, so no feedback
 text can ever become code: whatever quotes, backslashes, newlines or
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .rules import Rule, from_data, to_data
+from stream.contract.hooks.rules import Rule, from_data, to_data
 
-TEMPLATE_PATH = Path(__file__).with_name("hook_template.py")
+TEMPLATE_PATH = Path(__file__).with_name("template.py")
 DATA_NAMES = ("FUNCTION_NAME", "VERSION", "_RULES_JSON")
 _LINES = {
     "FUNCTION_NAME": ('FUNCTION_NAME = ""', "  # data: the function these rules were learnt for"),

@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .scrape import Scrape
+from stream.tools.scrape import Scrape
 
 INPUTS = ("executions", "feedback", "golden", "hooks")
 OUTPUTS = ("golden", "hooks", "training", "models", "dlq")

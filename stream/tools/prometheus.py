@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .broker import free_port
+from stream.runtime.broker import free_port
 
 
 class PrometheusError(RuntimeError):

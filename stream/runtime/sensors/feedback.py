@@ -1,23 +1,22 @@
-"""Prometheus metrics of the feedback engine.
+"""The feedback engine's sensor as Prometheus metrics.
 
 The function label is bounded by the registry's shared :class:`BoundedLabels`
-(see :func:`stream.metrics.function_labels`); a function's counters, refusals by
-every reason included, start at 0 the first time it is seen.
+(see :func:`stream.runtime.metrics.function_labels`); a function's counters, refusals
+by every reason included, start at 0 the first time it is seen.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from stream.events import HookRelease
-from stream.metrics import LATENCY_BUCKETS, BoundedLabels, function_labels
-
-from .validation import HELDOUT_DROP, NO_PAIRS, WORSE_PAIRS
-
-REFUSAL_REASONS = (WORSE_PAIRS, HELDOUT_DROP, NO_PAIRS)
+from stream.contract.events import HookRelease
+from stream.contract.sensors import HOOK_REFUSALS, FeedbackSensor
+from stream.runtime.metrics import LATENCY_BUCKETS, BoundedLabels, function_labels
 
 
-class FeedbackMetrics:
+class PrometheusFeedbackSensor(FeedbackSensor):
+    """Pairs, syntheses, releases and refusals per function; the current release's version, rules and scores."""
+
     def __init__(self, registry: CollectorRegistry | None = None, labels: BoundedLabels | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._labels = labels or function_labels(self.registry)
@@ -65,11 +64,33 @@ class FeedbackMetrics:
             self._seen.add(label)
             for counter in (self.pairs, self.synth_runs, self.synth_errors, self.releases):
                 counter.labels(label)
-            for reason in REFUSAL_REASONS:
+            for reason in HOOK_REFUSALS:
                 self.refused.labels(label, reason)
         return label
 
-    def current(self, release: HookRelease) -> None:
+    # ----------------------------------------------------------------- the sensor
+    def on_pair(self, function: str) -> None:
+        self.pairs.labels(self.fn(function)).inc()
+
+    def on_synthesis(self, function: str) -> None:
+        self.synth_runs.labels(self.fn(function)).inc()
+
+    def on_synthesis_error(self, function: str) -> None:
+        self.synth_errors.labels(self.fn(function)).inc()
+
+    def on_synthesis_seconds(self, seconds: float) -> None:
+        self.synth_seconds.observe(seconds)
+
+    def on_llm_proposals(self, function: str, count: int) -> None:
+        self.llm_proposals.labels(self.fn(function)).inc(count)
+
+    def on_refused(self, function: str, reason: str) -> None:
+        self.refused.labels(self.fn(function), reason).inc()
+
+    def on_release(self, function: str) -> None:
+        self.releases.labels(self.fn(function)).inc()
+
+    def on_current(self, release: HookRelease) -> None:
         """Gauges follow the newest release known for a function (own or read from the topic)."""
         fn = self.fn(release.function_name)
         v = release.validation

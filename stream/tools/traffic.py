@@ -1,4 +1,4 @@
-"""Realistic synthetic traffic for the demo, the tests and the benchmarks.
+"""Realistic synthetic traffic for the demo, the tests and the benchmarks, and paced producing of it.
 
 Several functions of an imaginary LLM service, each with clustered inputs (a few
 kinds of request make up most calls), rare-but-successful requests, some ERROR
@@ -12,17 +12,20 @@ Everything is deterministic for a given seed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
+import time
 import uuid as uuid_mod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
 
-from .events import ExecutionLog, Feedback, encode
+from stream.contract.events import ExecutionLog, Feedback, encode
+from stream.runtime import kafka
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,3 +403,42 @@ class Rate:
             self._started = now
         self._sent += 1
         return max(0.0, self._started + self._sent / self.per_second - now)
+
+
+async def produce_traffic(
+    bootstrap: str,
+    topic_of: Callable[[str], str],
+    events: Iterable[Labelled],
+    *,
+    rate: float = 0.0,
+    duration: float | None = None,
+    on_sent: Callable[[Labelled], None] | None = None,
+    max_request_size: int = 4_194_304,
+) -> int:
+    """Send labelled events (paced at ``rate``/s, for at most ``duration`` s); return how many were acknowledged."""
+    producer = kafka.producer(bootstrap, client_id="vt-traffic", max_request_size=max_request_size)
+    await producer.start()
+    sent = 0
+    pending: list[asyncio.Future[object]] = []
+    pacer = Rate(rate)
+    started = time.monotonic()
+    try:
+        for item in events:
+            now = time.monotonic()
+            if duration is not None and now - started >= duration:
+                break
+            wait = pacer.delay(now)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            pending.append(await producer.send(topic_of(item.topic), key=item.key, value=item.value))
+            if on_sent is not None:
+                on_sent(item)
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                sent += len(pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        sent += len(pending)
+    finally:
+        await producer.stop()
+    return sent

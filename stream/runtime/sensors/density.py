@@ -1,8 +1,8 @@
-"""Prometheus metrics of the density engine.
+"""The density engine's sensor as Prometheus metrics.
 
 Function names come from producers, so the ``function`` label goes through
-:class:`stream.metrics.BoundedLabels` (shared by every engine of a registry): past
-``density.metric_functions`` distinct names, the rest share ``_other``.
+:class:`stream.runtime.metrics.BoundedLabels` (shared by every engine of a registry):
+past ``density.metric_functions`` distinct names, the rest share ``_other``.
 
 The density distribution is a *gauge histogram* (``vt_density_distribution_bucket
 {function,le}``: logs in the index now whose density is <= le): densities of
@@ -13,14 +13,15 @@ observations would describe nothing; this one is what Grafana's heatmap shows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from stream.metrics import LATENCY_BUCKETS, BoundedLabels, function_labels
+from stream.contract.sensors import DensitySensor
+from stream.runtime.metrics import LATENCY_BUCKETS, BoundedLabels, function_labels
 
 QUANTILES = ("0.01", "0.1", "0.5", "0.9", "0.99")
 STRATEGIES = ("steady", "anomaly")
@@ -29,7 +30,7 @@ DENSITY_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 10
 
 
 class _DensityDistribution(Collector):
-    """``vt_density_distribution`` (gauge histogram), filled by :meth:`DensityMetrics.observe_index`."""
+    """``vt_density_distribution`` (gauge histogram), filled by :meth:`PrometheusDensitySensor.on_index`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,12 +60,12 @@ class _DensityDistribution(Collector):
         yield family
 
 
-class DensityMetrics:
+class PrometheusDensitySensor(DensitySensor):
     """Index size, density distribution, golden set, range-cap hits, evictions, insert latency."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, label_limit: int = 200) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, labels: BoundedLabels | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.function = function_labels(self.registry, label_limit)
+        self.function = labels if labels is not None else function_labels(self.registry)
         self._seen: set[str] = set()
         r = self.registry
         self.index_size = Gauge("vt_density_index_logs", "Logs in a function's density index (after evictions)", ["function"], registry=r)
@@ -118,21 +119,44 @@ class DensityMetrics:
                     self.golden_changes.labels(fn, strategy, change)
         return fn
 
-    def observe_index(self, function: str, size: int, densities: np.ndarray) -> None:
-        fn = self.label(function)
-        self.index_size.labels(fn).set(size)
-        self.distribution.set(fn, densities)
-        if len(densities):
-            values = np.quantile(densities, [float(q) for q in QUANTILES])
-            for q, v in zip(QUANTILES, values, strict=True):
-                self.density.labels(fn, q).set(float(v))
+    # ------------------------------------------------------------------ the sensor
+    def on_skipped(self, function: str, reason: str) -> None:
+        self.skipped.labels(self.label(function), reason).inc()
 
-    def observe_golden(self, function: str, counts: dict[str, int]) -> None:
+    def on_indexed(self, function: str, count: int, seconds: float, cap_hits: int, brute_force_queries: int) -> None:
+        label = self.label(function)
+        self.indexed.labels(label).inc(count)
+        self.insert_seconds.observe(seconds)
+        if cap_hits:
+            self.cap_hits.labels(label).inc(cap_hits)
+        if brute_force_queries:
+            self.brute_rows.labels(label).inc(brute_force_queries)
+
+    def on_evicted(self, function: str, reason: str, count: int) -> None:
+        self.evictions.labels(self.label(function), reason).inc(count)
+
+    def on_golden_change(self, function: str, strategy: str, change: str) -> None:
+        self.golden_changes.labels(self.label(function), strategy, change).inc()
+
+    def on_golden_set(self, function: str, counts: Mapping[str, int]) -> None:
         fn = self.label(function)
         for strategy in STRATEGIES:
             self.golden.labels(fn, strategy).set(counts.get(strategy, 0))
 
-    def forget(self, function: str) -> None:
+    def on_index(self, function: str, densities: Collection[float]) -> None:
+        fn = self.label(function)
+        values = np.asarray(densities, dtype=np.float64)
+        self.index_size.labels(fn).set(len(values))
+        self.distribution.set(fn, values)
+        if len(values):
+            quantiles = np.quantile(values, [float(q) for q in QUANTILES])
+            for q, v in zip(QUANTILES, quantiles, strict=True):
+                self.density.labels(fn, q).set(float(v))
+
+    def on_selection(self, function: str, seconds: float) -> None:
+        self.selection_seconds.observe(seconds)
+
+    def on_released(self, function: str) -> None:
         """Drop a function's gauges (its partition moved to another instance)."""
         fn = self.label(function)
         if fn == BoundedLabels.OTHER:

@@ -18,15 +18,12 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from processors.density.engine import PartitionEngine
-from processors.density.index import STATUS_CODES, FunctionIndex
-from processors.density.processor import engine_config
-from processors.density.vectors import from_fixed
-from stream.config import DensitySettings
-from stream.events import TrainingEvent
-from stream.state import CheckpointStore
-
-SUCCESS = STATUS_CODES["SUCCESS"]
+from processors.density import indexed_functions, read_snapshot
+from stream.contract import events
+from stream.contract.config import DensitySettings
+from stream.contract.events import TrainingEvent
+from stream.runtime.kafka import read_topic
+from stream.runtime.statestore import CheckpointStore
 
 
 class PlotError(Exception):
@@ -60,37 +57,24 @@ def functions_in(state_dir: Path) -> list[str]:
     """Functions present in the density checkpoints of ``state_dir``."""
     names = set()
     for directory in _checkpoints(state_dir):
-        names.update(m.name for m in PartitionEngine.read_meta(directory).functions if m.index is not None)
+        names.update(indexed_functions(directory))
     return sorted(names)
 
 
 def load_points(state_dir: Path, function: str, settings: DensitySettings | None = None) -> DensityPoints:
     """One function's indexed logs from the newest density checkpoint that holds it."""
-    params = engine_config(settings or DensitySettings()).index
     dirs = _checkpoints(state_dir)
     if not dirs:
         raise PlotError(f"no density checkpoint under {state_dir} (the processor writes one every runtime.checkpoint_interval_s)")
     for directory in dirs:
-        for m in PartitionEngine.read_meta(directory).functions:
-            if m.name != function or m.index is None:
-                continue
-            index = FunctionIndex.load(directory, m.prefix, m.index, params)
-            live = index.live_slots()
-            strategy = np.array([""] * len(live), dtype=object)
-            by_uuid = {}
-            for i, slot in enumerate(live.tolist()):
-                payload = index.payload[slot]
-                if payload is not None:
-                    by_uuid[msgspec.msgpack.decode(payload)[0]] = i
-            for uuid, strat in m.published.items():
-                if uuid in by_uuid:
-                    strategy[by_uuid[uuid]] = strat
+        snap = read_snapshot(directory, function, settings)
+        if snap is not None:
             return DensityPoints(
                 function=function,
-                vectors=index.vectors(live).astype(np.float64),
-                density=np.asarray(from_fixed(index.cols.density[live]), dtype=np.float64),
-                success=index.cols.status[live] == SUCCESS,
-                strategy=strategy,
+                vectors=snap.vectors,
+                density=snap.densities,
+                success=snap.success,
+                strategy=snap.strategy,
                 source=str(directory),
             )
     raise PlotError(f"{function!r} is not in the density checkpoints under {state_dir}; there: {', '.join(functions_in(state_dir)) or 'none'}")
@@ -217,8 +201,6 @@ def loss_plot(curves: list[LossCurve], out: Path) -> Path:
 
 def training_events_from_jsonl(path: Path) -> list[TrainingEvent]:
     """TrainingEvents from a JSON-lines file (e.g. ``vector-trainer tail training --raw > t.jsonl``)."""
-    from stream import events
-
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -229,10 +211,6 @@ def training_events_from_jsonl(path: Path) -> list[TrainingEvent]:
 
 
 async def training_events_from_topic(bootstrap: str, topic: str) -> list[TrainingEvent]:
-    from stream import events
-
-    from .topic_io import read_topic
-
     out = []
     for r in await read_topic(bootstrap, topic, idle_timeout=0.5):
         if r.value is None:

@@ -1,7 +1,7 @@
 """The consumer loop: fetch a batch, decode, process off the event loop, produce, checkpoint.
 
 Delivery is at-least-once.  Offsets are committed only after the outputs of the
-records before them are acknowledged (see :mod:`stream.checkpoint`); outputs are
+records before them are acknowledged (see :mod:`stream.runtime.checkpointer`); outputs are
 keyed and idempotent, so a replay after a crash rewrites the same records.  A bad
 input never stops the loop: it goes to the dead-letter topic with its reason.
 """
@@ -11,27 +11,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from prometheus_client import CollectorRegistry
 
-from . import events
-from .checkpoint import Checkpointer, Progress
-from .config import Settings
-from .deadletter import PROCESSING_ERROR, REASONS, DecodeFailure, dead_letter, decode_input
-from .metrics import MetricsServer, RuntimeMetrics
-from .partitioning import function_partitioner
-from .processing import FROM_BEGINNING, FROM_COMMITTED, REBUILD, Output, Processor, Record, Rejection, Result
-from .services import Service, ServiceContext, supervise
-from .state import CheckpointStore
-from .topics import ALL, DLQ, INPUTS, TopicNames
+from stream.contract import events
+from stream.contract.config import Settings
+from stream.contract.deadletter import PROCESSING_ERROR, REASONS, DecodeFailure, dead_letter, decode_input
+from stream.contract.processing import (
+    FROM_BEGINNING,
+    FROM_COMMITTED,
+    REBUILD,
+    Output,
+    Processor,
+    Record,
+    Rejection,
+    Result,
+    Service,
+    ServiceContext,
+)
+from stream.contract.topics import ALL, DLQ, INPUTS, TopicNames
+from stream.runtime import kafka
+from stream.runtime.checkpointer import Checkpointer, Progress
+from stream.runtime.metrics import MetricsServer, RuntimeMetrics
+from stream.runtime.services import supervise
+from stream.runtime.statestore import CheckpointStore
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +114,7 @@ class Runtime:
         self._producer: AIOKafkaProducer | None = None
         self._checkpointer: Checkpointer | None = None
         self.metrics.initialise(self._by_topic, [t for t in ALL if t not in INPUTS], names, REASONS)
-        for p in processors:
-            p.bind_metrics(self.registry)
-        # Services given here plus those the processors ask for (see stream.services).
+        # Services given here plus those the processors ask for (see stream.contract.processing).
         self.services: list[Service] = [*services, *(s for p in processors for s in p.services())]
         self._services_stop = asyncio.Event()
         self._service_tasks: list[asyncio.Task[None]] = []
@@ -130,33 +138,8 @@ class Runtime:
                 self.registry, self.settings.metrics_host, self.settings.metrics_port, lambda: self._ready
             ).start()
         self.metrics.up.set(1)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap,
-            client_id=self.settings.client_id,
-            acks="all",
-            enable_idempotence=False,  # not supported by the embedded broker; outputs are idempotent by key instead
-            linger_ms=5,
-            max_request_size=max(1_048_576, 2 * rt.dlq_value_max_bytes + 65_536),
-            partitioner=function_partitioner,
-        )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap,
-            client_id=self.settings.client_id,
-            group_id=self.settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="none",
-            # Range assignment co-partitions the inputs: partition p of every topic (same count, same
-            # key → same partition) goes to one instance, so a function's feedback and its hooks meet.
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=rt.session_timeout_ms,
-            heartbeat_interval_ms=max(300, rt.session_timeout_ms // 4),  # every assigned partition is positioned explicitly in _on_assigned
-            # 8 MB per partition per fetch: a 384-d log is ~8 KB of JSON, and 1 MB (aiokafka's default)
-            # would bring ~130 of them per round trip.
-            max_partition_fetch_bytes=max(8_388_608, rt.max_message_bytes + 65_536),
-            fetch_max_bytes=max(52_428_800, rt.max_message_bytes + 65_536),
-            fetch_max_wait_ms=rt.fetch_max_wait_ms,
-            fetch_min_bytes=rt.fetch_min_bytes,
-        )
+        self._producer = kafka.output_producer(self.settings)
+        self._consumer = kafka.group_consumer(self.settings)
         self._checkpointer = Checkpointer(
             consumer=self._consumer,
             producer=self._producer,
@@ -215,10 +198,14 @@ class Runtime:
                 log.error("a service's processor call returned rejections; they have no input to dead-letter")
             return result
 
+        async def read(topic: str, idle_timeout: float) -> list[ConsumerRecord[bytes, bytes]]:
+            assert self.settings.bootstrap is not None
+            return await kafka.read_topic(self.settings.bootstrap, topic, idle_timeout=idle_timeout)
+
         for service in self.services:
             ctx = ServiceContext(
-                settings=self.settings, names=self.names, registry=self.registry, stopping=self._services_stop,
-                call=call, apply=apply, emit=self._produce,
+                settings=self.settings, names=self.names, stopping=self._services_stop,
+                call=call, apply=apply, emit=self._produce, read=read,
             )
             crashes = self.metrics.service_crashes.labels(service.name)
             task = asyncio.create_task(supervise(service, ctx, crashes.inc), name=f"vt-service-{service.name}")

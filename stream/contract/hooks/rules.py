@@ -1,17 +1,18 @@
 """Rules of a prompt hook, as typed data (the ``rules`` of a ``HookRelease``).
 
 A rule is a small struct with a ``kind`` tag; nothing in it is ever executed.
-The fixed code that applies rules lives in ``processors/feedback/hook_template.py``
+The fixed code that applies rules lives in :mod:`stream.contract.hooks.template`
 (it is also the body of every generated ``generated_prompt_hook.py``), so the
-processor's validation, the generated module and the runtime hook client all run
-the same applier.  Strings are bounded so that a flood of feedback cannot turn
+feedback engine's validation, the generated module and the runtime hook client all
+run the same applier.  Strings are bounded so that a flood of feedback cannot turn
 into an unbounded system prompt.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
 # Longest phrase a rule may hold; the hook template enforces the same bound.
@@ -85,3 +86,13 @@ Rule = ReplacePhrase | DeletePhrase | StripPrefix | AddPrefix | StripSuffix | Ad
 RULE_TYPES: tuple[type[_Rule], ...] = (
     ReplacePhrase, DeletePhrase, StripPrefix, AddPrefix, StripSuffix, AddSuffix, MaxSentences, FormatRule,
 )
+
+
+def to_data(rules: list[Rule]) -> list[dict[str, Any]]:
+    """Rules as JSON-able dicts (what the hook module and the topic carry)."""
+    return msgspec.to_builtins(rules)  # type: ignore[no-any-return]
+
+
+def from_data(data: Any) -> list[Rule]:
+    """Typed rules from dicts, strictly; raises ``msgspec.ValidationError`` naming the bad field."""
+    return msgspec.convert(data, list[Rule])

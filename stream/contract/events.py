@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from .hookrules import Rule
+from stream.contract.hooks.rules import Rule
 
 FunctionName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s/][^/]*$")]
 Uuid = Annotated[str, Meta(min_length=1, max_length=128)]

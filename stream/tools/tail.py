@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.json import JSON
 from rich.text import Text
 
-from .topic_io import follow_topic
+from stream.runtime.kafka import follow_topic
 
 
 def describe_value(value: bytes | None) -> object:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from . import events
-from .events import DeadLetter, ExecutionLog
-from .topics import COMPACTED
+from stream.contract import events
+from stream.contract.events import DeadLetter, ExecutionLog
+from stream.contract.topics import COMPACTED
 
 # The closed vocabulary of dead-letter reasons.
 MALFORMED_JSON = "malformed_json"
