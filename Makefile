@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-$(shell { cat pyproject.toml; echo '$(VECTORWAVE_NO
 
 help:
 	@echo "make demo   - embedded broker + processor + realistic traffic, then a summary"
-	@echo "make test   - create/update the venv and run the tests"
+	@echo "make test   - create/update the venv, check the import floors (lint-imports) and run the tests"
 	@echo "make test-faults - fault injection: kill -9, broker stall, 1->2->1 rebalance, burst (minutes)"
 	@echo "make bench  - run the benchmarks, JSON into bench-results/"
 
@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/vector-trainer demo $(DEMO_ARGS)
 
+# lint-imports first: the floors (pyproject.toml, [tool.importlinter]) are part of the tests.
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Tests that take minutes each (own broker per module); their figures are printed as FIGURE lines.
