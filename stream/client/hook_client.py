@@ -1,6 +1,6 @@
 """The runtime hook client: what the LLM service imports to use the released hooks.
 
-    from stream.client.hook_client import HookClient
+    from stream.client.hook_client import HookClient   # or, as before, from stream.hook_client
     hooks = HookClient("kafka:9092", cache_dir="/var/cache/vt-hooks").start()
 
     @hooks.hook("summarize_ticket")          # sync or async; ``messages`` gets the instructions,
@@ -15,6 +15,12 @@ executed.  A newer version replaces the old one atomically (one reference swap; 
 call in flight finishes with the rules it started with).  Every accepted release
 is written to ``cache_dir``, so after a restart without Kafka the service still
 runs the last version it saw.
+
+It cannot die: an exception while handling one record (whatever it is) is counted
+in ``rejected`` under a reason, logged once per kind, and following goes on with
+the next record; any error of the consumer reconnects with a growing backoff.
+:meth:`HookClient.health` (and ``healthy``, ``last_error``, ``last_record_at``)
+tells the service's own health checks whether it is still following the topic.
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from stream.contract.events import HookRelease
 from stream.contract.hooks import template as hook_template
@@ -44,7 +49,28 @@ log = logging.getLogger(__name__)
 
 _decoder = msgspec.json.Decoder(HookRelease)
 _FROM_ENV = object()
+# Reasons in ``rejected`` besides the verification ones (release.BAD_*): a bounded vocabulary.
 DECODE_ERROR = "decode_error"
+INTERNAL_ERROR = "internal_error"  # an unexpected exception while handling one record
+CALLBACK_ERROR = "callback_error"  # the service's on_update callback raised (the release is applied)
+# The client is healthy while its last successful poll of the topic is at most this old.
+STALE_AFTER_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHealth:
+    """A snapshot for the service's health checks (times are ``time.time()`` seconds)."""
+
+    healthy: bool
+    connected: bool
+    last_poll_at: float | None
+    last_record_at: float | None
+    last_error: str | None
+    last_error_at: float | None
+    reconnects: int
+    accepted: int
+    rejected: dict[str, int]
+    versions: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +114,14 @@ class HookClient:
         self._lock = threading.Lock()  # serialises writers; readers only take the current dict reference
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_record_at: float | None = None
+        self.last_poll_at: float | None = None
+        self._connected = False
+        self._polls = 0
+        self._logged_kinds: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loaded_from_cache = self._load_cache()
@@ -134,6 +168,9 @@ class HookClient:
             self.rejected[exc.reason] += 1
             log.warning("refusing hook %r v%d: %s", release.function_name, release.version, exc)
             return False
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the client
+            self._failed(INTERNAL_ERROR, exc, f"verifying hook {release.function_name!r} v{release.version}")
+            return False
         with self._lock:
             current = self._active.get(release.function_name)
             newer = current is None or release.version > current.version or (
@@ -149,7 +186,10 @@ class HookClient:
         self._persist(release)
         log.info("hook %r now at v%d (%d rules)", release.function_name, release.version, len(hook.rules))
         if self._on_update is not None:
-            self._on_update(hook)
+            try:
+                self._on_update(hook)
+            except Exception as exc:  # noqa: BLE001 - the service's callback must not stop the client
+                self._failed(CALLBACK_ERROR, exc, f"on_update for hook {release.function_name!r} v{release.version}")
         return True
 
     def forget(self, function_name: str) -> None:
@@ -161,6 +201,32 @@ class HookClient:
         if self.cache_dir is not None:
             (self.cache_dir / f"{slug(function_name)}.json").unlink(missing_ok=True)
         log.info("hook %r removed by a tombstone on the hooks topic", function_name)
+
+    # ----------------------------------------------------------------- health
+    def _failed(self, reason: str, exc: BaseException, what: str) -> None:
+        """Count a failure under ``reason``; the first of each kind is logged with its traceback."""
+        self.rejected[reason] += 1
+        self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+        self.last_error_at = time.time()
+        kind = f"{reason}:{type(exc).__name__}"
+        if kind not in self._logged_kinds:
+            self._logged_kinds.add(kind)
+            log.error("hook client: %s failed (%s); counted as %r, going on (later ones are counted, not logged)",
+                      what, type(exc).__name__, reason, exc_info=exc)
+
+    @property
+    def healthy(self) -> bool:
+        """Following the topic: connected and polled it within ``STALE_AFTER_S``."""
+        polled = self.last_poll_at
+        return self._connected and polled is not None and time.time() - polled <= STALE_AFTER_S
+
+    def health(self) -> ClientHealth:
+        return ClientHealth(
+            healthy=self.healthy, connected=self._connected, last_poll_at=self.last_poll_at,
+            last_record_at=self.last_record_at, last_error=self.last_error, last_error_at=self.last_error_at,
+            reconnects=self.reconnects, accepted=self.accepted, rejected=dict(self.rejected),
+            versions={name: hook.version for name, hook in self._active.items()},
+        )
 
     # ----------------------------------------------------------------- offline cache
     def _persist(self, release: HookRelease) -> None:
@@ -184,28 +250,51 @@ class HookClient:
                 loaded += self.offer(path.read_bytes())
             except OSError as exc:
                 log.warning("could not read cached hook %s: %s", path, exc)
+            except Exception as exc:  # noqa: BLE001 - a broken cache file must not stop the service
+                self._failed(INTERNAL_ERROR, exc, f"cached hook {path.name}")
         return loaded
 
     # ----------------------------------------------------------------- following the topic
-    async def run(self, stop: asyncio.Event | None = None, *, retry_s: float = 2.0) -> None:
-        """Follow the topic until ``stop`` is set (or :meth:`close`); reconnects after broker errors."""
+    async def run(self, stop: asyncio.Event | None = None, *, retry_s: float = 2.0, max_retry_s: float = 30.0) -> None:
+        """Follow the topic until ``stop`` is set (or :meth:`close`).
+
+        Any error of the consumer (broker gone, metadata, anything else) closes it and
+        reconnects after a backoff that doubles from ``retry_s`` up to ``max_retry_s``
+        and starts again once records flow.
+        """
         if self.bootstrap is None:
             raise ValueError("HookClient needs a bootstrap address to follow the hooks topic")
         stop = stop or asyncio.Event()
+        delay = retry_s
         while not stop.is_set() and not self._stop.is_set():
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                 client_id="vt-hook-client",
             )
+            polls_before = self._polls
             try:
                 await consumer.start()
                 await self._follow(consumer, stop)
-            except KafkaError as exc:
-                log.warning("hooks topic unreachable (%s); serving the last known versions, retrying in %.0fs", exc, retry_s)
+            except Exception as exc:  # noqa: BLE001 - the client must outlive any consumer error
+                self.last_error = f"following {self.topic}: {type(exc).__name__}: {exc}"
+                self.last_error_at = time.time()
+                log.warning("hooks topic unreachable (%s: %s); serving the last known versions, retrying in %.1fs",
+                            type(exc).__name__, exc, delay)
             finally:
-                await consumer.stop()
+                self._connected = False
+                try:
+                    await consumer.stop()
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("closing the hooks consumer: %s", exc)
             if not stop.is_set() and not self._stop.is_set():
-                await asyncio.sleep(retry_s)
+                delay = retry_s if self._polls > polls_before else min(delay * 2, max_retry_s)
+                self.reconnects += 1
+                await self._sleep(delay, stop)
+
+    async def _sleep(self, seconds: float, stop: asyncio.Event) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not stop.is_set() and not self._stop.is_set():
+            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     async def _follow(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         tps: list[TopicPartition] = []
@@ -222,12 +311,23 @@ class HookClient:
         await consumer.seek_to_beginning(*tps)
         while not stop.is_set() and not self._stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
+            self._polls += 1
+            self._connected = True
+            self.last_poll_at = time.time()
             for records in batch.values():
                 for record in records:
-                    if record.value is not None:
-                        self.offer(record.value)
-                    elif record.key is not None:
-                        self.forget(record.key.decode("utf-8", "replace"))
+                    self._handle(record)
+
+    def _handle(self, record: Any) -> None:
+        """One record of the topic; never raises (whatever goes wrong is counted and the next record comes)."""
+        self.last_record_at = time.time()
+        try:
+            if record.value is not None:
+                self.offer(record.value)
+            elif record.key is not None:
+                self.forget(record.key.decode("utf-8", "replace"))
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the client
+            self._failed(INTERNAL_ERROR, exc, f"record {record.topic}[{record.partition}]@{record.offset}")
 
     def start(self) -> HookClient:
         """Follow the topic from a background thread (for sync and async services alike)."""
@@ -235,7 +335,10 @@ class HookClient:
             return self
 
         def main() -> None:
-            asyncio.run(self.run())
+            try:
+                asyncio.run(self.run())
+            except BaseException as exc:  # noqa: BLE001 - say why the thread ends instead of dying silently
+                self._failed(INTERNAL_ERROR, exc, "the hook client thread")
 
         self._stop.clear()
         self._thread = threading.Thread(target=main, name="vt-hook-client", daemon=True)

@@ -8,6 +8,8 @@ may add their own.
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -237,10 +239,32 @@ def decode(topic: str, raw: bytes) -> Event:
     return _decoders[topic].decode(raw)
 
 
+def _normalised(node: Any) -> Any:
+    """The schema with what msgspec versions render differently made canonical.
+
+    msgspec 0.23 started cleaning struct docstrings (``inspect.cleandoc``) where
+    earlier versions kept them raw, and orders ``anyOf`` members differently; cleaning
+    every ``description`` ourselves and sorting ``anyOf`` (its order means nothing)
+    gives the same schema from both, so the committed copies change only when an event does.
+    """
+    if isinstance(node, dict):
+        out = {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _normalised(v)
+            for k, v in node.items()
+        }
+        if isinstance(out.get("anyOf"), list):
+            out["anyOf"] = sorted(out["anyOf"], key=lambda m: (m == {"type": "null"}, json.dumps(m, sort_keys=True)))
+        return out
+    if isinstance(node, list):
+        return [_normalised(v) for v in node]
+    return node
+
+
 def json_schemas() -> dict[str, Any]:
     """JSON Schema (2020-12) of every event, keyed by logical topic, for producers in any language."""
     types_ = list(TOPIC_TYPES.values())
     (schemas, components) = msgspec.json.schema_components(types_, ref_template="#/$defs/{name}")
+    components = _normalised(components)
     out: dict[str, Any] = {}
     for topic, schema in zip(TOPIC_TYPES, schemas, strict=True):
         name = schema["$ref"].rsplit("/", 1)[1]

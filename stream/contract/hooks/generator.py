@@ -8,12 +8,20 @@ text can ever become code: whatever quotes, backslashes, newlines or
 checked: the result must parse and its AST must equal the template's once those
 three values are blanked.  :meth:`HookScriptGenerator.extract` reads the data back
 without executing anything.
+
+Checking a received release needs no parser at all (:meth:`HookScriptGenerator.is_rendering_of`):
+the module must be, character for character, what the template renders from the
+release's own data.  That keeps the runtime hook client away from ``ast.parse``,
+which CPython 3.11 cannot run in two threads at once (``SystemError: AST
+constructor recursion depth mismatch``); the parses that remain here take one
+process-wide lock for the same reason.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,15 @@ _LINES = {
     "VERSION": ("VERSION = 0", "  # data: the release version"),
     "_RULES_JSON": ('_RULES_JSON = "[]"', "  # data: the rules, as JSON"),
 }
+
+
+# CPython 3.11's ast.parse is not safe in two threads at once; every parse in this module takes it.
+_PARSE_LOCK = threading.Lock()
+
+
+def _parse(source: str) -> ast.Module:
+    with _PARSE_LOCK:
+        return ast.parse(source)
 
 
 class HookModuleError(ValueError):
@@ -77,19 +94,28 @@ class HookScriptGenerator:
 
     def __init__(self, template_path: Path = TEMPLATE_PATH) -> None:
         self.template = template_path.read_text(encoding="utf-8")
-        self._template_dump = _blank(ast.parse(self.template))
+        self._template_dump = _blank(_parse(self.template))
         for line, comment in _LINES.values():
             if self.template.count(f"\n{line}{comment}\n") != 1:
                 raise HookModuleError(f"the template must hold the line {line!r} exactly once")
 
-    def render(self, function_name: str, version: int, rules: list[Rule]) -> str:
-        """The module source for one release; raises if the result is not the template plus data."""
+    def render_text(self, function_name: str, version: int, rules_json_text: str) -> str:
+        """The template with the three data lines filled in: string replacement only, no parsing."""
         # ascii() is repr() with every non-ASCII character escaped: a literal that round-trips exactly.
-        values = {"FUNCTION_NAME": ascii(function_name), "VERSION": str(int(version)), "_RULES_JSON": ascii(rules_json(rules))}
+        values = {"FUNCTION_NAME": ascii(function_name), "VERSION": str(int(version)), "_RULES_JSON": ascii(rules_json_text)}
         source = self.template
         for name, (line, comment) in _LINES.items():
             left = line.split(" = ", 1)[0]
             source = source.replace(f"\n{line}{comment}\n", f"\n{left} = {values[name]}{comment}\n", 1)
+        return source
+
+    def is_rendering_of(self, source: str, function_name: str, version: int, rules_json_text: str) -> bool:
+        """True when ``source`` is exactly what :meth:`render_text` gives for this data (thread-safe, no parser)."""
+        return source == self.render_text(function_name, version, rules_json_text)
+
+    def render(self, function_name: str, version: int, rules: list[Rule]) -> str:
+        """The module source for one release; raises if the result is not the template plus data."""
+        source = self.render_text(function_name, version, rules_json(rules))
         self.verify(source)
         data = self.extract(source)
         if (data.function_name, data.version, data.rules_json) != (function_name, version, rules_json(rules)):
@@ -99,7 +125,7 @@ class HookScriptGenerator:
     def verify(self, source: str) -> None:
         """Raise unless ``source`` is the template with only the data literals changed."""
         try:
-            tree = ast.parse(source)
+            tree = _parse(source)
         except SyntaxError as exc:
             raise HookModuleError(f"module does not parse: {exc.msg} (line {exc.lineno})") from None
         _data_assignments(tree)
@@ -116,7 +142,7 @@ class HookScriptGenerator:
     def extract(self, source: str) -> HookData:
         """The data of a module, read from its AST (never executed)."""
         try:
-            tree = ast.parse(source)
+            tree = _parse(source)
         except SyntaxError as exc:
             raise HookModuleError(f"module does not parse: {exc.msg}") from None
         found = _data_assignments(tree)

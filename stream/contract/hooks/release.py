@@ -15,7 +15,7 @@ import re
 from datetime import datetime
 
 from stream.contract.events import HookRelease, HookValidation
-from stream.contract.hooks.generator import HookModuleError, HookScriptGenerator, rules_json
+from stream.contract.hooks.generator import HookScriptGenerator, rules_json
 from stream.contract.hooks.rules import Rule
 
 SIGNING_KEY_ENV = "VT_HOOK_SIGNING_KEY"
@@ -100,18 +100,25 @@ def verify_release(release: HookRelease, generator: HookScriptGenerator, signing
     """Raise :class:`ReleaseError` unless the release is intact (and signed, when a key is set)."""
     if sha256_hex(release.module_source) != release.sha256:
         raise ReleaseError(BAD_SHA256, f"sha256 of module_source does not match the release's sha256 ({release.sha256[:12]}…)")
-    try:
-        # Template code only: `hooks export` writes module_source to a file users import.
-        generator.verify(release.module_source)
-        data = generator.extract(release.module_source)
-    except HookModuleError as exc:
-        raise ReleaseError(BAD_MODULE, f"module_source is not a hook module: {exc}") from None
-    if data.rules_json != rules_json(release.rules):
-        raise ReleaseError(BAD_MODULE, "the rules in module_source differ from the release's rules")
-    if data.version != release.version or data.function_name != release.function_name:
-        raise ReleaseError(BAD_MODULE, "module_source names another function or version than the release")
+    # Template code only (`hooks export` writes module_source to a file users import), and the
+    # data lines must hold exactly this release's function, version and rules, so the digest
+    # covers what clients apply.  A text comparison: no parser runs on received bytes.
+    if not generator.is_rendering_of(release.module_source, release.function_name, release.version, rules_json(release.rules)):
+        raise ReleaseError(BAD_MODULE, _module_mismatch(release, generator))
     if signing_key:
         if not release.signature:
             raise ReleaseError(UNSIGNED, "release is not signed but a signing key is configured")
         if not hmac.compare_digest(release.signature, sign(release, signing_key)):
             raise ReleaseError(BAD_SIGNATURE, "HMAC signature does not match")
+
+
+def _module_mismatch(release: HookRelease, generator: HookScriptGenerator) -> str:
+    """Why a module is not the template rendered with the release's data (first differing line)."""
+    expected = generator.render_text(release.function_name, release.version, rules_json(release.rules)).splitlines()
+    got = release.module_source.splitlines()
+    for number, (want, have) in enumerate(zip(expected, got, strict=False), start=1):
+        if want != have:
+            name = want.split(" = ", 1)[0] if " = " in want else ""
+            where = f"its {name} line" if name in ("FUNCTION_NAME", "VERSION", "_RULES_JSON") else "template code"
+            return f"module_source is not the hook template rendered with the release's data: {where} differs (line {number})"
+    return f"module_source is not the hook template rendered with the release's data: {len(got)} lines, expected {len(expected)}"
