@@ -218,7 +218,7 @@ def test_hashing_embedder_is_deterministic_and_extra_is_optional(tmp_path: Path)
     try:
         import sentence_transformers  # noqa: F401
     except ImportError:
-        with pytest.raises(EmbedderError, match=r"vector-trainer\[models\]"):
+        with pytest.raises(EmbedderError, match=r"vector-trainer\[embed\]"):
             make_embedder("sentence-transformers", model_path=model_dir)
 
 
