@@ -52,6 +52,20 @@ class RuntimeSettings:
     checkpoint_interval_s: float = field(
         default=10.0, metadata={"help": "seconds between state checkpoints (also taken on revoke and shutdown)"}
     )
+    state_snapshots: bool = field(
+        default=True,
+        metadata={"help": "keep each partition's state in the state topic too, so any instance can take it over without its disk"},
+    )
+    state_snapshot_interval_s: float = field(
+        default=60.0, metadata={"help": "fewest seconds between two snapshots of one partition's state to the state topic"}
+    )
+    state_snapshot_ratio: float = field(
+        default=1.0,
+        metadata={
+            "help": "a partition's state goes to the state topic again once the input read since its last snapshot is this "
+            "many times the snapshot's size (bounds the bytes written per input byte; 0 = at every checkpoint past the interval)"
+        },
+    )
     max_message_bytes: int = field(
         default=1_048_576, metadata={"help": "input values larger than this are dead-lettered as oversize"}
     )
@@ -74,6 +88,8 @@ class RuntimeSettings:
         _check(self.fetch_min_bytes >= 1, "runtime.fetch_min_bytes", "must be >= 1")
         _check(self.commit_interval_s >= 0, "runtime.commit_interval_s", "must be >= 0")
         _check(self.checkpoint_interval_s > 0, "runtime.checkpoint_interval_s", "must be > 0")
+        _check(self.state_snapshot_interval_s >= 0, "runtime.state_snapshot_interval_s", "must be >= 0")
+        _check(self.state_snapshot_ratio >= 0, "runtime.state_snapshot_ratio", "must be >= 0")
         _check(self.max_message_bytes >= 1024, "runtime.max_message_bytes", "must be >= 1024")
         _check(self.dlq_value_max_bytes >= 0, "runtime.dlq_value_max_bytes", "must be >= 0")
         _check(self.max_vector_dim >= 1, "runtime.max_vector_dim", "must be >= 1")

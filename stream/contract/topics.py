@@ -16,10 +16,19 @@ HOOKS = "hooks"
 TRAINING = "training"
 MODELS = "models"
 DLQ = "dlq"
+# Every hook release ever made, key ``function_name/version`` (compacted: one record per version),
+# so version history, diff and rollback need only the broker, not the disk of the instance that made them.
+HOOK_HISTORY = "hooks.history"
+# Processor state kept in Kafka so that a partition can move to an instance with an empty disk:
+# ``state`` holds snapshot chunks, ``state.index`` one small record per snapshot naming its chunks
+# (see stream.runtime.snapshots).  Partition p of both belongs to input partition p.
+STATE = "state"
+STATE_INDEX = "state.index"
 
-ALL = (EXECUTIONS, FEEDBACK, GOLDEN, HOOKS, TRAINING, MODELS, DLQ)
-COMPACTED = frozenset({GOLDEN, HOOKS})
+ALL = (EXECUTIONS, FEEDBACK, GOLDEN, HOOKS, TRAINING, MODELS, DLQ, HOOK_HISTORY, STATE, STATE_INDEX)
+COMPACTED = frozenset({GOLDEN, HOOKS, HOOK_HISTORY, STATE, STATE_INDEX})
 INPUTS = (EXECUTIONS, FEEDBACK)
+INTERNAL = (STATE, STATE_INDEX)  # the runtime's own; not events
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +57,8 @@ class TopicNames:
 
 def topic_configs(logical: str) -> dict[str, str]:
     if logical in COMPACTED:
-        # The compacted topics *are* the current golden set / current hook per function.
+        # The compacted topics *are* the current golden set / current hook per function / every hook
+        # version / the newest snapshot of each partition's state (chunks in two alternating slots).
         return {"cleanup.policy": "compact"}
     return {"cleanup.policy": "delete"}
 

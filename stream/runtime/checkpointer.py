@@ -12,6 +12,14 @@ Order matters, and it is always the same:
    stateless reader resumes; a stateful processor resumes at its own checkpoint's
    offset instead (which may be older), so committing ahead of a state checkpoint is
    safe: the gap is replayed and the outputs it re-creates are idempotent rewrites.
+
+Step 2 writes the local checkpoint (a cache) and, when due, copies it to the state
+topic (:mod:`stream.runtime.snapshots`), which is what lets an instance with an empty
+disk take the partition over.  A copy is due on revoke and shutdown (the partition is
+about to move) and otherwise once ``runtime.state_snapshot_interval_s`` has passed and
+the input read since the last copy is ``runtime.state_snapshot_ratio`` times its size:
+the bytes written to Kafka per input byte stay bounded by 1/ratio x (state size / input
+size), and a new owner never replays more than ratio x the snapshot's worth of input.
 """
 
 from __future__ import annotations
@@ -22,13 +30,16 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Executor
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from stream.contract.processing import Processor
 from stream.contract.topics import TopicNames
+from stream.runtime import snapshots
 from stream.runtime.metrics import RuntimeMetrics
-from stream.runtime.statestore import CheckpointStore
+from stream.runtime.snapshots import Fingerprint
+from stream.runtime.statestore import Checkpointed, CheckpointStore
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +52,69 @@ class Progress:
         self.committed: dict[TopicPartition, int] = {}
         # (processor name, tp) -> next offset the processor's in-memory state reflects
         self.state: dict[tuple[str, TopicPartition], int] = {}
+        # (processor name, tp) -> the input record at state - 1 (what identifies the topic's incarnation)
+        self.fingerprints: dict[tuple[str, TopicPartition], Fingerprint] = {}
+        # tp -> input bytes (keys and values) processed since the partition was assigned
+        self.bytes_in: dict[TopicPartition, int] = {}
 
-    def advance(self, tp: TopicPartition, next_offset: int, processors: Iterable[Processor]) -> None:
+    def advance(
+        self, tp: TopicPartition, next_offset: int, processors: Iterable[Processor], last: Fingerprint | None = None, nbytes: int = 0
+    ) -> None:
         self.processed[tp] = max(self.processed.get(tp, 0), next_offset)
+        self.bytes_in[tp] = self.bytes_in.get(tp, 0) + nbytes
         for p in processors:
             key = (p.name, tp)
-            self.state[key] = max(self.state.get(key, 0), next_offset)
+            if next_offset >= self.state.get(key, 0):
+                self.state[key] = next_offset
+                if last is not None and last.offset == next_offset - 1:
+                    self.fingerprints[key] = last
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         drop = set(tps)
         for tp in drop:
             self.processed.pop(tp, None)
             self.committed.pop(tp, None)
+            self.bytes_in.pop(tp, None)
         for key in [k for k in self.state if k[1] in drop]:
             del self.state[key]
+        for key in [k for k in self.fingerprints if k[1] in drop]:
+            del self.fingerprints[key]
+
+
+class SnapshotPolicy:
+    """When a partition's state is copied to the state topic (see the module docstring)."""
+
+    def __init__(self, *, enabled: bool, interval_s: float, ratio: float) -> None:
+        self.enabled = enabled
+        self.interval_s = interval_s
+        self.ratio = ratio
+        # (processor, tp) -> (offset, size, monotonic time, input bytes counter then, slot) of the newest snapshot in Kafka
+        self.last: dict[tuple[str, TopicPartition], tuple[int, int, float, int, int]] = {}
+
+    def known(self, key: tuple[str, TopicPartition], offset: int, size: int, slot: int, bytes_in: int) -> None:
+        self.last[key] = (offset, size, time.monotonic(), bytes_in, slot)
+
+    def due(self, key: tuple[str, TopicPartition], offset: int, bytes_in: int, force: bool) -> bool:
+        if not self.enabled:
+            return False
+        last = self.last.get(key)
+        if last is None:
+            return offset > 0  # nothing of this partition in Kafka yet
+        last_offset, size, at, bytes_then, _slot = last
+        if offset == last_offset:
+            return False
+        if force:
+            return True
+        return time.monotonic() - at >= self.interval_s and bytes_in - bytes_then >= self.ratio * size
+
+    def next_slot(self, key: tuple[str, TopicPartition]) -> int:
+        last = self.last.get(key)
+        return 0 if last is None else 1 - last[4]
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        drop = set(tps)
+        for key in [k for k in self.last if k[1] in drop]:
+            del self.last[key]
 
 
 class Checkpointer:
@@ -72,6 +132,10 @@ class Checkpointer:
         metrics: RuntimeMetrics,
         progress: Progress,
         state_interval_s: float,
+        policy: SnapshotPolicy | None = None,
+        cluster_id: str | None = None,
+        state_partitions: int = 0,
+        group: str = "",
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -85,16 +149,22 @@ class Checkpointer:
         self._last_state_save = time.monotonic()
         # (processor, tp) -> offset of the last checkpoint written, to skip unchanged partitions.
         self._saved: dict[tuple[str, TopicPartition], int] = {}
+        self._latest: dict[tuple[str, TopicPartition], Checkpointed] = {}  # newest local checkpoint written or restored
+        self.policy = policy or SnapshotPolicy(enabled=False, interval_s=0.0, ratio=0.0)
+        self.cluster_id = cluster_id
+        self.state_partitions = state_partitions
+        self.group = group
 
     def state_due(self) -> bool:
         return time.monotonic() - self._last_state_save >= self._state_interval_s
 
-    async def run(self, *, save_state: bool, only: set[TopicPartition] | None = None) -> None:
+    async def run(self, *, save_state: bool, only: set[TopicPartition] | None = None, moving: bool = False) -> None:
+        """``moving``: the partitions are about to leave this instance (revoke, shutdown): copy their state to Kafka."""
         # Step 1: flush outputs.
         await self._producer.flush()
         # Step 2: save state.
         if save_state:
-            await self._save_state(only)
+            await self._save_state(only, moving)
             if only is None:
                 self._last_state_save = time.monotonic()
         # Step 3: commit offsets.
@@ -104,26 +174,67 @@ class Checkpointer:
         drop = set(tps)
         for key in [k for k in self._saved if k[1] in drop]:
             del self._saved[key]
+        for key in [k for k in self._latest if k[1] in drop]:
+            del self._latest[key]
+        self.policy.forget(drop)
 
-    async def _save_state(self, only: set[TopicPartition] | None) -> None:
+    def restored(self, key: tuple[str, TopicPartition], ckpt: Checkpointed) -> None:
+        """The checkpoint a partition's state was just loaded from (it can go to Kafka without being written again)."""
+        self._saved[key] = ckpt.offset
+        self._latest[key] = ckpt
+
+    async def _save_state(self, only: set[TopicPartition] | None, moving: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for (name, tp), offset in list(self._progress.state.items()):
             if only is not None and tp not in only:
                 continue
             proc = next((p for p in self._processors if p.name == name), None)
-            if proc is None or not proc.stateful or self._saved.get((name, tp)) == offset:
+            if proc is None or not proc.stateful:
+                continue
+            key = (name, tp)
+            fp = self._progress.fingerprints.get(key)
+            bytes_in = self._progress.bytes_in.get(tp, 0)
+            to_kafka = self.state_partitions > 0 and self.policy.due(key, offset, bytes_in, moving)
+            if self._saved.get(key) == offset and not to_kafka:
                 continue
             logical = self._names.logical(tp.topic)
             started = time.perf_counter()
-            await loop.run_in_executor(
-                self._executor,
-                lambda proc=proc, tp=tp, logical=logical, offset=offset: self._store.save(
-                    proc.name, tp.topic, tp.partition, offset, lambda d: proc.save_state(logical, tp.partition, d)
-                ),
+            extra = {"fingerprint": msgspec.to_builtins(fp) if fp is not None else None, "cluster_id": self.cluster_id}
+            ckpt = self._latest.get(key)
+            if self._saved.get(key) != offset or ckpt is None:
+                ckpt = await loop.run_in_executor(
+                    self._executor,
+                    lambda proc=proc, tp=tp, logical=logical, offset=offset: self._store.save(
+                        proc.name, tp.topic, tp.partition, offset, lambda d: proc.save_state(logical, tp.partition, d), extra
+                    ),
+                )
+                self._saved[key] = offset
+                self._latest[key] = ckpt
+                self._metrics.checkpoints.labels(name).inc()
+                self._metrics.checkpoint_seconds.labels(name).observe(time.perf_counter() - started)
+            if to_kafka:
+                await self._to_kafka(key, ckpt, fp, bytes_in)
+
+    async def _to_kafka(self, key: tuple[str, TopicPartition], ckpt: Checkpointed, fp: Fingerprint | None, bytes_in: int) -> None:
+        name, tp = key
+        slot = self.policy.next_slot(key)
+        try:
+            written = await snapshots.write(
+                self._producer, self._names, group=self.group, processor=name, topic=tp.topic, partition=tp.partition, offset=ckpt.offset,
+                directory=ckpt.directory, files=ckpt.meta["files"], fingerprint=fp, cluster_id=self.cluster_id,
+                slot=slot, n_state_partitions=self.state_partitions,
             )
-            self._saved[(name, tp)] = offset
-            self._metrics.checkpoints.labels(name).inc()
-            self._metrics.checkpoint_seconds.labels(name).observe(time.perf_counter() - started)
+        except (KafkaError, OSError) as exc:
+            # The local checkpoint stands; the state topic gets the next one (a new owner replays a longer tail).
+            log.warning("state snapshot of %s %s[%d] not written to Kafka (%s)", name, tp.topic, tp.partition, exc)
+            return
+        self.policy.known(key, ckpt.offset, written.index.size, slot, bytes_in)
+        self._metrics.snapshots.labels(name).inc()
+        self._metrics.snapshot_bytes.labels(name).inc(written.index.size)
+        log.info(
+            "state of %s %s[%d] at offset %d copied to the state topic: %d bytes in %d chunks, %.2fs",
+            name, tp.topic, tp.partition, ckpt.offset, written.index.size, len(written.index.chunks), written.seconds,
+        )
 
     async def _commit(self, only: set[TopicPartition] | None) -> None:
         assigned = self._consumer.assignment()

@@ -6,6 +6,7 @@
   partition, also for ``function/uuid`` keys);
 * :func:`group_consumer` — the runtime's consumer in its group;
 * :func:`reader` — a consumer outside any group, for reading whole topics;
+* :func:`state_reader` — the runtime's own reader for state snapshots and checkpoint probes;
 * :func:`ensure_topics`, :func:`read_topic`, :func:`follow_topic`, :func:`publish`.
 
 The hook client (:mod:`stream.client`) is the one exception: a library for other
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.contract.config import Settings
 from stream.contract.topics import ALL, TopicNames, topic_configs
@@ -81,6 +82,35 @@ def reader(bootstrap: str, *, client_id: str | None = None, auto_offset_reset: s
     """A consumer outside any group (partitions are assigned by hand), committing nothing."""
     options = {"client_id": client_id} if client_id is not None else {}
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset=auto_offset_reset, **options)
+
+
+def state_reader(settings: Settings) -> AIOKafkaConsumer:
+    """Outside any group, never resetting positions by itself, with big fetches (snapshot chunks are 512 KiB)."""
+    assert settings.bootstrap is not None
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id}-state",
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        max_partition_fetch_bytes=16_777_216,
+        fetch_max_bytes=52_428_800,
+        fetch_max_wait_ms=settings.runtime.fetch_max_wait_ms,
+    )
+
+
+async def cluster_id(consumer: AIOKafkaConsumer) -> str | None:
+    """The cluster id the broker reports (Metadata v2+), or None.  The embedded broker says
+    ``tansu_cluster`` whatever the instance, so it only tells real clusters apart."""
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    client = consumer._client  # noqa: SLF001 - aiokafka keeps the cluster id of its metadata to itself
+    try:
+        node = next(iter(client.cluster.brokers())).nodeId
+        response = await client.send(node, MetadataRequest([], False))
+    except (KafkaError, StopIteration, OSError) as exc:
+        log.debug("no cluster id: %s", exc)
+        return None
+    return getattr(response, "cluster_id", None)
 
 
 async def publish(bootstrap: str, topic: str, key: bytes, value: bytes | None, *, client_id: str) -> None:

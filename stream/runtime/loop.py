@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
@@ -37,11 +38,12 @@ from stream.contract.processing import (
     ServiceContext,
 )
 from stream.contract.topics import ALL, DLQ, INPUTS, TopicNames
-from stream.runtime import kafka
-from stream.runtime.checkpointer import Checkpointer, Progress
+from stream.runtime import kafka, snapshots
+from stream.runtime.checkpointer import Checkpointer, Progress, SnapshotPolicy
 from stream.runtime.metrics import MetricsServer, RuntimeMetrics
 from stream.runtime.services import supervise
-from stream.runtime.statestore import CheckpointStore
+from stream.runtime.snapshots import Fingerprint, SnapshotError, SnapshotIndex
+from stream.runtime.statestore import Checkpointed, CheckpointStore
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,10 @@ class Runtime:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._checkpointer: Checkpointer | None = None
+        self._reader: AIOKafkaConsumer | None = None  # state snapshots and checkpoint probes
+        self._cluster_id: str | None = None
+        self._state_partitions = 0
+        self._remote: dict[bytes, SnapshotIndex] = {}  # newest snapshot index per key, read at each assignment
         self.metrics.initialise(self._by_topic, [t for t in ALL if t not in INPUTS], names, REASONS)
         # Services given here plus those the processors ask for (see stream.contract.processing).
         self.services: list[Service] = [*services, *(s for p in processors for s in p.services())]
@@ -140,6 +146,14 @@ class Runtime:
         self.metrics.up.set(1)
         self._producer = kafka.output_producer(self.settings)
         self._consumer = kafka.group_consumer(self.settings)
+        self._reader = kafka.state_reader(self.settings)
+        await self._reader.start()
+        self._cluster_id = await kafka.cluster_id(self._reader)
+        if rt.state_snapshots and any(p.stateful for p in self.processors):
+            try:
+                self._state_partitions = await snapshots.state_partitions(self._reader, self.names)
+            except LookupError as exc:
+                log.warning("no state topic (%s): partition state lives on this disk only", exc)
         self._checkpointer = Checkpointer(
             consumer=self._consumer,
             producer=self._producer,
@@ -150,6 +164,10 @@ class Runtime:
             metrics=self.metrics,
             progress=self._progress,
             state_interval_s=rt.checkpoint_interval_s,
+            policy=SnapshotPolicy(enabled=rt.state_snapshots, interval_s=rt.state_snapshot_interval_s, ratio=rt.state_snapshot_ratio),
+            cluster_id=self._cluster_id,
+            state_partitions=self._state_partitions,
+            group=self.settings.group_id,
         )
         await self._producer.start()
         try:
@@ -169,6 +187,7 @@ class Runtime:
                 await self._consumer.stop()
         finally:
             await self._producer.stop()
+            await self._reader.stop()
             self._executor.shutdown(wait=True)
             self.metrics.up.set(0)
             if self.metrics_server is not None:
@@ -177,7 +196,7 @@ class Runtime:
     async def _final_checkpoint(self) -> None:
         assert self._checkpointer is not None
         try:
-            await self._checkpointer.run(save_state=True)
+            await self._checkpointer.run(save_state=True, moving=True)
             log.info("final checkpoint written; offsets committed")
         except KafkaError as exc:
             log.error("final checkpoint incomplete (%s): the uncommitted tail will be replayed on restart", exc)
@@ -282,7 +301,9 @@ class Runtime:
             self.metrics.consumed.labels(s.logical).inc(len(s.records))
             for reason, n in s.batch.dead.items():
                 self.metrics.dead_letters.labels(s.logical, reason).inc(n)
-            self._progress.advance(s.tp, s.records[-1].offset + 1, self._by_topic.get(s.logical, []))
+            nbytes = sum(len(r.value or b"") + len(r.key or b"") for r in s.records)
+            last = snapshots.fingerprint_of(s.records[-1])
+            self._progress.advance(s.tp, s.records[-1].offset + 1, self._by_topic.get(s.logical, []), last, nbytes)
             elapsed = time.perf_counter() - s.started
             for p in self._by_topic.get(s.logical, []):
                 self.metrics.batch_seconds.labels(p.name).observe(elapsed)
@@ -433,7 +454,7 @@ class Runtime:
             mine = set(revoked)
             assert self._checkpointer is not None
             try:
-                await self._checkpointer.run(save_state=True, only=mine)
+                await self._checkpointer.run(save_state=True, only=mine, moving=True)
             except KafkaError as exc:
                 log.warning("checkpoint on revoke incomplete (%s); the new owner replays the tail", exc)
             # Release happens in _on_assigned: a partition handed straight back to us in the
@@ -453,6 +474,7 @@ class Runtime:
             self._pending_release = set()
             for tp in gone:
                 await self._release(tp, loop)
+            await self._read_remote({tp for tp in new if not (tp in kept and tp in self._progress.processed)})
             for tp in new:
                 if tp in kept and tp in self._progress.processed:
                     self._consumer.seek(tp, self._progress.processed[tp])
@@ -485,15 +507,23 @@ class Runtime:
         beginning = (await self._consumer.beginning_offsets([tp]))[tp]
         targets: list[int] = []
         for proc in self._by_topic.get(logical, []):
-            ckpt = None
+            started = time.perf_counter()
+            ckpt: Checkpointed | None = None
+            source = "none"
             if proc.stateful and not fresh:
-                ckpt = await loop.run_in_executor(self._executor, self._store.load, proc.name, tp.topic, tp.partition)
+                ckpt, source = await self._recover(proc, tp, loop)
             directory = ckpt.directory if ckpt else None
             wish = await loop.run_in_executor(self._executor, proc.load_state, logical, tp.partition, directory)
             if ckpt is not None and wish != REBUILD:
                 start = ckpt.offset
+                fp = ckpt.meta.get("fingerprint")
+                if fp is not None:
+                    self._progress.fingerprints[(proc.name, tp)] = Fingerprint(**fp)
+                assert self._checkpointer is not None
+                self._checkpointer.restored((proc.name, tp), ckpt)
             elif wish in (FROM_BEGINNING, REBUILD):
                 start = beginning
+                source = "none" if proc.stateful else source
             elif wish == FROM_COMMITTED:
                 start = committed if committed is not None else beginning
             else:
@@ -502,11 +532,132 @@ class Runtime:
             self._resume[(proc.name, tp)] = start
             self._progress.state[(proc.name, tp)] = start
             targets.append(start)
+            if proc.stateful:
+                self.metrics.restores.labels(proc.name, source).inc()
+                self.metrics.restore_seconds.labels(proc.name).observe(time.perf_counter() - started)
         position = min(targets) if targets else (committed if committed is not None else beginning)
         self._consumer.seek(tp, position)
         if committed is not None:
             self._progress.committed[tp] = committed
         log.info("%s[%d]: resuming at offset %d (committed %s)", tp.topic, tp.partition, position, committed)
+
+    async def _read_remote(self, tps: set[TopicPartition]) -> None:
+        """Read the state index partitions these input partitions' snapshots are in (once per assignment)."""
+        self._remote = {}
+        if not tps or self._state_partitions <= 0 or self._reader is None:
+            return
+        try:
+            self._remote = await snapshots.latest_indexes(
+                self._reader, self.names, {tp.partition % self._state_partitions for tp in tps}
+            )
+        except (KafkaError, LookupError) as exc:
+            log.warning("state index not readable (%s): partitions resume from this disk or their input", exc)
+
+    async def _recover(
+        self, proc: Processor, tp: TopicPartition, loop: asyncio.AbstractEventLoop
+    ) -> tuple[Checkpointed | None, str]:
+        """The newest usable checkpoint of (proc, tp): the local cache or the state topic's snapshot,
+        whichever reflects more input, once its files and its input fingerprint check out."""
+        local = await loop.run_in_executor(self._executor, self._store.load, proc.name, tp.topic, tp.partition)
+        if local is not None:
+            problem = await loop.run_in_executor(self._executor, CheckpointStore.verify, local)
+            if problem is not None:
+                log.warning("local checkpoint of %s %s[%d] is damaged (%s): not used", proc.name, tp.topic, tp.partition, problem)
+                local = None
+        remote = self._remote.get(snapshots.index_key(self.settings.group_id, proc.name, tp.topic, tp.partition))
+        candidates: list[tuple[int, int, str]] = []
+        if local is not None:
+            candidates.append((local.offset, 1, "local"))
+        if remote is not None:
+            candidates.append((remote.offset, 0, "kafka"))
+        for _offset, _pref, source in sorted(candidates, reverse=True):
+            if source == "local":
+                assert local is not None
+                fp = local.meta.get("fingerprint")
+                meta = (local.offset, Fingerprint(**fp) if fp else None, local.meta.get("cluster_id"))
+            else:
+                assert remote is not None
+                meta = (remote.offset, remote.fingerprint, remote.cluster_id)
+            why = await self._foreign(tp, *meta)
+            if why is not None:
+                self.metrics.foreign_checkpoints.labels(proc.name).inc()
+                log.warning(
+                    "%s checkpoint of %s %s[%d] at offset %d is not of this topic's incarnation (%s): not resumed from",
+                    source, proc.name, tp.topic, tp.partition, meta[0], why,
+                )
+                continue
+            if source == "local":
+                assert local is not None
+                self._snapshot_known(proc, tp, remote, local.offset)
+                return local, "local"
+            assert remote is not None
+            ckpt = await self._download(proc, tp, remote)
+            if ckpt is not None:
+                self._snapshot_known(proc, tp, remote, remote.offset)
+                return ckpt, "kafka"
+        if remote is not None:
+            self._snapshot_known(proc, tp, remote, remote.offset + 1)
+        return None, "none"
+
+    def _snapshot_known(self, proc: Processor, tp: TopicPartition, remote: SnapshotIndex | None, resumed_at: int) -> None:
+        """Tell the snapshot policy what the state topic already holds for (proc, tp)."""
+        assert self._checkpointer is not None
+        if remote is None:
+            return
+        # Kafka's copy is behind what we resume from: the next copy is due once the interval has passed.
+        behind = -(10**18) if remote.offset != resumed_at else 0
+        self._checkpointer.policy.known((proc.name, tp), remote.offset, remote.size, remote.slot, behind)
+
+    async def _foreign(self, tp: TopicPartition, offset: int, fp: Fingerprint | None, cluster: str | None) -> str | None:
+        """Why a checkpoint at ``offset`` cannot be of this incarnation of ``tp`` (None: it can)."""
+        assert self._reader is not None
+        if cluster and self._cluster_id and cluster != self._cluster_id:
+            return f"made on cluster {cluster!r}, this is {self._cluster_id!r}"
+        if offset <= 0:
+            return None
+        probe = await snapshots.probe(self._reader, tp, offset - 1)
+        if probe.past_end:
+            return f"the partition ends before offset {offset - 1}, which the checkpoint has read"
+        if fp is None:
+            return "it records no fingerprint of the input it read"
+        if probe.before_start or probe.record is None:
+            log.info("%s[%d]@%d is no longer on the topic (retention): the checkpoint cannot be checked, resuming from it", tp.topic, tp.partition, offset - 1)
+            return None
+        rec = probe.record
+        if rec.offset != fp.offset:
+            return None  # compacted away: nothing to compare
+        if snapshots.fingerprint_of(rec) != fp:
+            return f"the record at offset {fp.offset} is not the one it read"
+        return None
+
+    async def _download(self, proc: Processor, tp: TopicPartition, remote: SnapshotIndex) -> Checkpointed | None:
+        """Copy a snapshot from the state topic into the local cache; None when it cannot be read whole."""
+        assert self._reader is not None
+        loop = asyncio.get_running_loop()
+        staging = self._store.staging(proc.name, tp.topic, tp.partition)
+        started = time.perf_counter()
+        try:
+            nbytes = await snapshots.fetch(self._reader, self.names, remote, staging / "data")
+        except (SnapshotError, KafkaError, OSError) as exc:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+            log.warning("snapshot of %s %s[%d] in the state topic is unusable (%s)", proc.name, tp.topic, tp.partition, exc)
+            return None
+        extra = {
+            "fingerprint": msgspec.to_builtins(remote.fingerprint) if remote.fingerprint else None,
+            "cluster_id": remote.cluster_id,
+            "snapshot_id": remote.snapshot_id,
+        }
+        ckpt = await loop.run_in_executor(
+            self._executor, self._store.publish, staging, proc.name, tp.topic, tp.partition, remote.offset, extra
+        )
+        self.metrics.restore_bytes.labels(proc.name).inc(nbytes)
+        log.info(
+            "state of %s %s[%d] at offset %d read from the state topic: %d bytes in %.2fs",
+            proc.name, tp.topic, tp.partition, remote.offset, nbytes, time.perf_counter() - started,
+        )
+        return ckpt
 
     async def _out_of_range(self, tps: list[TopicPartition]) -> None:
         """A stored position no longer exists (topic recreated, data expired): rebuild from the start."""

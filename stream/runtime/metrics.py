@@ -66,6 +66,32 @@ class RuntimeMetrics:
         self.checkpoint_seconds = Histogram(
             "vt_checkpoint_duration_seconds", "Time to write one state checkpoint", ["processor"], buckets=LATENCY_BUCKETS, registry=r
         )
+        self.snapshots = Counter(
+            "vt_state_snapshots_total", "Partition state snapshots written to the state topic", ["processor"], registry=r
+        )
+        self.snapshot_bytes = Counter(
+            "vt_state_snapshot_bytes_total", "Bytes of partition state written to the state topic", ["processor"], registry=r
+        )
+        self.restores = Counter(
+            "vt_state_restores_total",
+            "Partitions taken over, by where their state came from: local (verified disk cache), kafka "
+            "(the state topic), none (rebuilt by replaying the input)",
+            ["processor", "source"],
+            registry=r,
+        )
+        self.restore_bytes = Counter(
+            "vt_state_restore_bytes_total", "Bytes of partition state read from the state topic", ["processor"], registry=r
+        )
+        self.restore_seconds = Histogram(
+            "vt_state_restore_seconds", "Time to find, verify and load one partition's state", ["processor"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.foreign_checkpoints = Counter(
+            "vt_state_foreign_checkpoints_total",
+            "Checkpoints refused because they belong to another incarnation of the input topic or another cluster",
+            ["processor"],
+            registry=r,
+        )
         self.send_retries = Counter(
             "vt_send_retries_total", "Output batches re-sent because the broker did not acknowledge them", registry=r
         )
@@ -93,6 +119,7 @@ class RuntimeMetrics:
                 self.dead_letters.labels(topic, reason)
         for name in processors:
             self.processing_errors.labels(name)
+            self.foreign_checkpoints.labels(name)
             self.batch_seconds.labels(name)
 
 

@@ -10,6 +10,7 @@ never a torn one.  The previous checkpoint is kept as a fallback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,8 +18,9 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,21 @@ class Checkpointed:
     directory: Path  # the processor's files
     offset: int  # next input offset to read
     saved_at: float
+    meta: dict[str, Any] = field(default_factory=dict)  # everything meta.json says (files, fingerprint, cluster id)
+
+
+def describe_files(root: Path) -> list[list[Any]]:
+    """``[relative path, size, sha256]`` of every file under ``root``, sorted by path."""
+    out: list[list[Any]] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+        out.append([path.relative_to(root).as_posix(), size, digest.hexdigest()])
+    return out
 
 
 def _fsync_dir(path: Path) -> None:
@@ -58,21 +75,47 @@ class CheckpointStore:
         return self.root / processor / f"{topic}-{partition}"
 
     def save(
-        self, processor: str, topic: str, partition: int, offset: int, write: Callable[[Path], None]
-    ) -> Path:
+        self,
+        processor: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        write: Callable[[Path], None],
+        extra: dict[str, Any] | None = None,
+    ) -> Checkpointed:
         """Let ``write`` fill a fresh directory, then publish it as the current checkpoint."""
+        staging = self.staging(processor, topic, partition)
+        try:
+            write(staging / "data")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.publish(staging, processor, topic, partition, offset, extra)
+
+    def staging(self, processor: str, topic: str, partition: int) -> Path:
+        """A fresh private directory whose ``data`` the caller fills before :meth:`publish`."""
         base = self.partition_dir(processor, topic, partition)
         base.mkdir(parents=True, exist_ok=True)
         tmp = base / f".tmp-{uuid.uuid4().hex}"
-        data = tmp / "data"
-        data.mkdir(parents=True)
+        (tmp / "data").mkdir(parents=True)
+        return tmp
+
+    def publish(
+        self, staging: Path, processor: str, topic: str, partition: int, offset: int, extra: dict[str, Any] | None = None
+    ) -> Checkpointed:
+        """Describe, fsync and atomically publish a filled staging directory as the current checkpoint."""
+        base = self.partition_dir(processor, topic, partition)
         try:
-            write(data)
-            meta = {"offset": offset, "saved_at": time.time(), "processor": processor, "topic": topic, "partition": partition}
-            (tmp / "meta.json").write_text(json.dumps(meta))
-            _fsync_tree(tmp)
+            saved_at = time.time()
+            meta = {
+                **(extra or {}),
+                "offset": offset, "saved_at": saved_at, "processor": processor, "topic": topic, "partition": partition,
+                "files": describe_files(staging / "data"),
+            }
+            (staging / "meta.json").write_text(json.dumps(meta))
+            _fsync_tree(staging)
             final = base / f"ckpt-{offset:020d}-{time.time_ns()}"
-            os.rename(tmp, final)
+            os.rename(staging, final)
             pointer_tmp = base / f".CURRENT-{uuid.uuid4().hex}"
             pointer_tmp.write_text(final.name)
             with open(pointer_tmp, "rb+") as fh:
@@ -80,10 +123,25 @@ class CheckpointStore:
             os.replace(pointer_tmp, base / "CURRENT")
             _fsync_dir(base)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
         self._prune(base, keep=final.name)
-        return final
+        return Checkpointed(directory=final / "data", offset=offset, saved_at=saved_at, meta=meta)
+
+    @staticmethod
+    def verify(ckpt: Checkpointed) -> str | None:
+        """Why a checkpoint's files do not match its meta (None: they do).  Checkpoints written before
+        files were described carry no list and pass this check."""
+        files = ckpt.meta.get("files")
+        if files is None:
+            return None
+        try:
+            actual = describe_files(ckpt.directory)
+        except OSError as exc:
+            return f"unreadable: {exc}"
+        if actual != [list(f) for f in files]:
+            return "its files differ from the sizes and digests it recorded"
+        return None
 
     def load(self, processor: str, topic: str, partition: int) -> Checkpointed | None:
         """The current checkpoint, or the newest complete one if the pointer is damaged."""
@@ -97,7 +155,7 @@ class CheckpointStore:
         for path in candidates:
             try:
                 meta = json.loads((path / "meta.json").read_text())
-                return Checkpointed(directory=path / "data", offset=int(meta["offset"]), saved_at=float(meta["saved_at"]))
+                return Checkpointed(directory=path / "data", offset=int(meta["offset"]), saved_at=float(meta["saved_at"]), meta=meta)
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("ignoring unreadable checkpoint %s: %s", path, exc)
         return None
