@@ -34,7 +34,7 @@ from stream.contract.config import FeedbackSettings
 from stream.contract.deadletter import INVALID_VALUE, OVERSIZE
 from stream.contract.events import Feedback, HookRelease, encode
 from stream.contract.hooks.generator import HookScriptGenerator
-from stream.contract.hooks.release import ReleaseError, build_release, verify_release
+from stream.contract.hooks.release import ReleaseError, build_release, history_key, verify_release
 from stream.contract.processing import FROM_BEGINNING, Output, Processor, Record, Rejection, Result
 from stream.contract.sensors import FeedbackSensor
 
@@ -199,6 +199,9 @@ class FeedbackProcessor(Processor):
                 self.sensor.on_synthesis_seconds(time.perf_counter() - started)
             if output is not None:
                 result.outputs.append(output)
+                current = self._latest.get(fn)
+                if current is not None:
+                    result.outputs.append(self.history_output(current))
         return result
 
     def _train(self, fn: str) -> list[Pair]:
@@ -262,6 +265,11 @@ class FeedbackProcessor(Processor):
             fn, release.version, len(release.rules), report.summary(), "\n  ".join(describe(r) for r in release.rules),
         )
         return Output("hooks", fn.encode("utf-8"), encode(release))
+
+    @staticmethod
+    def history_output(release: HookRelease) -> Output:
+        """The release as a record of ``hooks.history`` (key ``function/version``: every version stays)."""
+        return Output("hooks.history", history_key(release.function_name, release.version), encode(release))
 
     def _stale(self, current: HookRelease | None, pairs: int) -> bool:
         """Whether the current release's validation covers so few of today's pairs that it is worth refreshing."""

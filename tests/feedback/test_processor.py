@@ -48,11 +48,16 @@ def _hooks_record(release: HookRelease, offset: int = 0) -> Record:
 
 
 def _releases(outputs: list[Output]) -> dict[str, HookRelease]:
+    """The releases on ``hooks``; each must come with the same bytes on ``hooks.history`` (key function/version)."""
     out = {}
+    history = {o.key: o.value for o in outputs if o.topic == "hooks.history"}
     for o in outputs:
+        if o.topic == "hooks.history":
+            continue
         assert o.topic == "hooks" and o.value is not None
         release = decode("hooks", o.value)
         assert isinstance(release, HookRelease) and o.key == release.function_name.encode()
+        assert history.get(f"{release.function_name}/{release.version:09d}".encode()) == o.value, "every release is kept in the history"
         out[release.function_name] = release
     return out
 
@@ -114,7 +119,7 @@ def test_a_replay_rewrites_the_same_release_bytes(tmp_path: Path) -> None:
         proc, _ = _proc(tmp_path / run, clock)
         proc.process(_records(fbs))
         outputs.append(proc.tick(clock.now + 5).outputs)
-    assert outputs[0] == outputs[1] and len(outputs[0]) == 1
+    assert outputs[0] == outputs[1] and [o.topic for o in outputs[0]] == ["hooks", "hooks.history"]
 
 
 def test_bad_feedback_is_dead_lettered_with_a_reason(tmp_path: Path) -> None:

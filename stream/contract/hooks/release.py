@@ -41,6 +41,12 @@ def slug(function_name: str) -> str:
     return f"{safe}-{hashlib.sha256(function_name.encode('utf-8')).hexdigest()[:10]}"
 
 
+def history_key(function_name: str, version: int) -> bytes:
+    """The key of a release on ``hooks.history``: ``function/version`` (function names never hold a ``/``,
+    and the partitioner hashes the part before it, so a function's history shares its partition)."""
+    return f"{function_name}/{version:09d}".encode()
+
+
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
