@@ -107,6 +107,11 @@ class SnapshotPolicy:
             return True
         return time.monotonic() - at >= self.interval_s and bytes_in - bytes_then >= self.ratio * size
 
+    def changed(self, processor: str) -> None:
+        for key, (offset, size, at, _bytes_then, slot) in list(self.last.items()):
+            if key[0] == processor:
+                self.last[key] = (-1 if offset >= 0 else offset, size, at, -(10**18), slot)
+
     def next_slot(self, key: tuple[str, TopicPartition]) -> int:
         last = self.last.get(key)
         return 0 if last is None else 1 - last[4]
@@ -177,6 +182,14 @@ class Checkpointer:
         for key in [k for k in self._latest if k[1] in drop]:
             del self._latest[key]
         self.policy.forget(drop)
+
+    def changed(self, processor: str) -> None:
+        """A processor's state changed without input (its tick produced outputs): its partitions are saved
+        again at the next checkpoint even at an unchanged offset, and copied to Kafka once the interval
+        has passed whatever the input since (a new owner must know what those outputs were)."""
+        for key in [k for k in self._saved if k[0] == processor]:
+            del self._saved[key]
+        self.policy.changed(processor)
 
     def restored(self, key: tuple[str, TopicPartition], ckpt: Checkpointed) -> None:
         """The checkpoint a partition's state was just loaded from (it can go to Kafka without being written again)."""

@@ -427,7 +427,10 @@ class Runtime:
                 self.metrics.processing_errors.labels(proc.name).inc()
                 continue
             await self._produce(result.outputs)
-            stateful_outputs = stateful_outputs or (proc.stateful and bool(result.outputs))
+            if proc.stateful and result.outputs:
+                assert self._checkpointer is not None
+                self._checkpointer.changed(proc.name)  # the offsets did not move, the state did
+                stateful_outputs = True
             if result.rejected:
                 log.error("processor %s returned rejections from tick(); they have no input to dead-letter", proc.name)
         return stateful_outputs
