@@ -1,7 +1,8 @@
 """Rebalance: one instance, then two in the same consumer group, then one again, mid-stream.
 
-Partitions move between instances through their checkpoints (a state dir both
-instances can read, as with a shared volume).  Afterwards every function's
+Each instance has a state dir of its own (no shared volume): partitions move between
+instances through the state topics in Kafka (snapshots written on revoke and shutdown,
+verified, then read by the new owner).  Afterwards every function's
 densities must equal the exact O(n²) computation over the logs its index holds, and
 the index must hold every good log exactly once: nothing counted twice by an instance
 that replayed a partition another had already processed, nothing missing.
@@ -38,17 +39,18 @@ def _assigned(p: ProcessorProcess, topic: str) -> int:
     return int(p.scrape().total("vt_assigned_partitions", topic=topic))
 
 
-def test_scaling_1_2_1_moves_state_through_checkpoints_and_keeps_densities_exact(own_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_scaling_1_2_1_moves_state_through_kafka_and_keeps_densities_exact(own_broker: EmbeddedBroker, tmp_path: Path) -> None:
     gen = TrafficGenerator(seed=47, bad_ratio=0.01, feedback_ratio=0.03)
     events = list(itertools.islice(gen.stream(), EVENTS))
     b = own_broker.bootstrap
     names = TopicNames("reb.")
     executions = names.physical("executions")
-    shared = tmp_path / "shared-state"
-    one = ProcessorProcess(b, "reb.", "reb", shared, tmp_path / "one.log", sets=SETS).start()
+    one = ProcessorProcess(b, "reb.", "reb", tmp_path / "one-state", tmp_path / "one.log", sets=SETS).start()
     producer = Producer(b, "reb.", events, RATE).start()
     time.sleep(8.0)
-    two = ProcessorProcess(b, "reb.", "reb", shared, tmp_path / "two.log", sets=SETS).start()
+    two_dir = tmp_path / "two-state"
+    assert not two_dir.exists()
+    two = ProcessorProcess(b, "reb.", "reb", two_dir, tmp_path / "two.log", sets=SETS).start()
     deadline = time.monotonic() + 60
     split: tuple[int, int] = (0, 0)
     while time.monotonic() < deadline:  # the group rebalances: both instances own part of the input
@@ -62,10 +64,14 @@ def test_scaling_1_2_1_moves_state_through_checkpoints_and_keeps_densities_exact
     assert producer.join() == len(events)
     wait_drained(two, names)
     assert _assigned(two, "executions") == 3
+    restored = two.scrape().by("vt_state_restores_total", "source", processor="density")
     assert two.stop() == 0
+    # "two" never saw "one"'s disk: what it took over from "one" came from Kafka.  ("local": a partition
+    # "two" itself had checkpointed, handed back to it; "none": a partition still empty when assigned.)
+    assert restored.get("kafka", 0) >= 1, restored
 
-    # The final checkpoints, read the way an instance restores them.
-    store = CheckpointStore(shared / "checkpoints" / "reb")
+    # The final checkpoints of "two" (which ended owning everything), read the way an instance restores them.
+    store = CheckpointStore(two_dir / "checkpoints" / "reb")
     loader = DensityProcessor(DENSITY)
     indexed, worst_rel, functions, hnsw = 0, 0.0, 0, 0
     for p in range(3):
@@ -89,6 +95,6 @@ def test_scaling_1_2_1_moves_state_through_checkpoints_and_keeps_densities_exact
     assert indexed == expected, f"every good log indexed exactly once: {indexed} in the indexes, {expected} expected"
     assert hnsw > 0, "at least one function's index went past the exact threshold to HNSW"
     figure(
-        "rebalance", instances="1->2->1", split_while_two=f"{split[0]}+{split[1]}", logs_indexed=indexed, logs_expected=expected,
+        "rebalance", instances="1->2->1", state_dirs="separate", restored_by_second=dict(restored), split_while_two=f"{split[0]}+{split[1]}", logs_indexed=indexed, logs_expected=expected,
         functions=functions, hnsw_indexes=hnsw, max_relative_density_error=f"{worst_rel:.2e}", double_counted=indexed - expected,
     )
