@@ -173,6 +173,25 @@ def test_kubernetes_manifests_agree_with_each_other_and_the_image() -> None:
     assert job["envFrom"] == container["envFrom"], "the topics are created with the processors' prefix and partitions"
 
 
+def test_kubernetes_takes_partitions_over_from_kafka_not_from_a_volume() -> None:
+    """The design: state is recoverable from Kafka, so pods are a Deployment with an emptyDir cache."""
+    from stream.contract.topics import ALL, COMPACTED, HOOK_HISTORY, STATE, STATE_INDEX
+    from stream.runtime.loop import SERVICE_STOP_GRACE_S
+
+    docs = _k8s()
+    assert "StatefulSet" not in docs, "no per-pod volume claims: a partition's state comes from the state topics"
+    s = _settings_from(docs["ConfigMap"]["data"])
+    assert s.runtime.state_snapshots, "the state topics are what lets any pod take any partition over"
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == str(s.state_dir))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert "emptyDir" in volume and "persistentVolumeClaim" not in volume, "the state dir is a cache"
+    # The topics Job runs `topics create`, which creates every topic, the state topics included, compacted.
+    assert {STATE, STATE_INDEX, HOOK_HISTORY} <= set(ALL) and {STATE, STATE_INDEX, HOOK_HISTORY} <= COMPACTED
+    # SIGTERM: services stop (up to SERVICE_STOP_GRACE_S), then the final checkpoint copies state to Kafka.
+    assert pod["terminationGracePeriodSeconds"] >= SERVICE_STOP_GRACE_S + 30
+
+
 @pytest.mark.parametrize("where", ["compose", "k8s"])
 def test_the_same_topic_layout_everywhere(where: str) -> None:
     env = _compose()["services"]["processor"]["environment"] if where == "compose" else _k8s()["ConfigMap"]["data"]
