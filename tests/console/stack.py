@@ -109,7 +109,11 @@ class Stack:
         return self.workdir / "processor"
 
     def produce(self, items: list[Labelled]) -> int:
-        return asyncio.run(produce_traffic(self.bootstrap, self.names.physical, items))
+        # A thread of its own: Playwright's sync API keeps an event loop running in the test's thread.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, produce_traffic(self.bootstrap, self.names.physical, items)).result(timeout=120)
 
     def _env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VT_")}
