@@ -14,7 +14,9 @@ PIP    := python -m pip install --quiet --disable-pip-version-check
 # Re-install whenever the lock (or the project) changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) $(LOCK_NODEPS) | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-faults test-latest lock bench venv clean help
+MODELS_LOCK := requirements/models.txt
+
+.PHONY: demo test test-faults test-latest test-models lock bench venv clean help
 
 help:
 	@echo "make demo   - embedded broker + processor + realistic traffic, then a summary"
@@ -23,6 +25,7 @@ help:
 	@echo "make bench  - run the benchmarks, JSON into bench-results/"
 	@echo "make lock   - re-resolve requirements/*.txt (newest versions pyproject.toml allows, with hashes)"
 	@echo "make test-latest - the tests in a separate venv (.venv-latest) with the newest allowed versions, no lock"
+	@echo "make test-models - install the 'models' extra (torch CPU, transformers, peft, MiniLM) and run the model tests"
 
 venv: $(STAMP)
 
@@ -43,6 +46,8 @@ lock: $(LOCK_INPUTS)
 	  pyproject.toml requirements/build.in -c requirements/dev.txt -o requirements/runtime.txt
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header --no-deps \
 	  requirements/vectorwave-nodeps.in -o requirements/vectorwave-nodeps.txt
+	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header --find-links /opt/wheels \
+	  pyproject.toml requirements/models.in --extra models -c requirements/dev.txt -o $(MODELS_LOCK)
 	@echo "lock refreshed: review 'git diff requirements/', run 'make test-latest' or 'make test', then commit"
 
 # No lock: what a fresh `pip install` of the package gets today, in a venv of its own.
@@ -59,6 +64,11 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The model parts for real (LocalTrainer LoRA, MiniLM embedder, semantic diff): none may skip here.
+test-models: venv
+	$(BIN)/$(PIP) --require-hashes -r $(MODELS_LOCK)
+	VT_REQUIRE_MODELS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m models -rs $(PYTEST_ARGS) tests
 
 # Tests that take minutes each (own broker per module); their figures are printed as FIGURE lines.
 test-faults: venv

@@ -81,7 +81,7 @@ class RuntimeSettings:
         _check(self.send_retry_backoff_s > 0, "runtime.send_retry_backoff_s", "must be > 0")
 
 
-EMBEDDERS = ("hashing", "sentence-transformers")
+EMBEDDERS = ("hashing", "minilm", "sentence-transformers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,9 @@ class DensitySettings:
         default=(), metadata={"help": "input keys (any depth, case-insensitive) whose values are masked before indexing and output"}
     )
     embedder: str = field(
-        default="hashing", metadata={"help": "vectors for logs without one: hashing (scikit-learn) or sentence-transformers"}
+        default="hashing",
+        metadata={"help": "vectors for logs without one: hashing (scikit-learn), minilm (all-MiniLM-L6-v2 from the "
+                  "'models' extra, 384-d) or sentence-transformers (a model directory of yours)"},
     )
     embed_dim: int = field(default=384, metadata={"help": "dimension of the hashing embedder's vectors"})
     embed_model_path: Path | None = field(

@@ -1,24 +1,27 @@
 """LocalTrainer: real LoRA fine-tuning of a tiny causal LM built here from a config (no download).
 
-Needs the optional extra ``local-train`` (transformers + peft + a torch build); CI
-does not install it, so these tests skip with that reason when it is missing.
+Needs the ``models`` extra (torch's CPU build, transformers, peft): ``make test-models``
+installs it and runs these (CI does); elsewhere they skip with that reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from processors.training.trainers.local_trainer import missing_extra
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_extra()),
-    reason=f"optional extra 'local-train' not installed (missing: {', '.join(missing_extra())}); "
-    "pip install torch (CPU build) and '.[local-train]' to run it",
-)
+pytestmark = [
+    pytest.mark.models,
+    pytest.mark.skipif(
+        bool(missing_extra()) and os.environ.get("VT_REQUIRE_MODELS") != "1",
+        reason=f"the 'models' extra is not installed (missing: {', '.join(missing_extra())}): make test-models",
+    ),
+]
 
 from processors.training import LocalTrainer, TrainingProcessor  # noqa: E402
 from processors.training.dataset import split, write_dataset  # noqa: E402

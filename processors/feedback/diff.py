@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from rapidfuzz.distance import Indel, Levenshtein
 
@@ -60,6 +61,7 @@ class DiffAnalysis:
     token_distance: float  # normalised Levenshtein distance over tokens, 0 = same words
     similarity: float  # word-level similarity (see :func:`similarity`), 1 = same words
     semantic_difference: float  # 1 - cosine of embeddings, or 1 - token Jaccard without an embedder
+    semantic_method: str = "token-jaccard"  # which of the two measured semantic_difference
 
     @property
     def unchanged(self) -> bool:
@@ -88,8 +90,9 @@ def similarity_to(a: str, b_words: list[str]) -> float:
 class FeedbackDiffAnalyzer:
     """Analyses ``bad_output → fixed_output`` pairs at word level (the seed's name, not its method)."""
 
-    def __init__(self, embedder: Embedder | None = None) -> None:
+    def __init__(self, embedder: Embedder | None = None, *, embedder_name: str = "embedding") -> None:
         self.embedder = embedder
+        self.semantic_method = f"cosine:{embedder_name}" if embedder is not None else "token-jaccard"
 
     def analyze(self, bad: str, fixed: str) -> DiffAnalysis:
         a, b = tokenize(bad), tokenize(fixed)
@@ -101,6 +104,7 @@ class FeedbackDiffAnalyzer:
             token_distance=Levenshtein.normalized_distance([t.text for t in a], [t.text for t in b]),
             similarity=similarity(bad, fixed),
             semantic_difference=self._semantic_difference(bad, fixed, a, b),
+            semantic_method=self.semantic_method,
         )
 
     def _semantic_difference(self, bad: str, fixed: str, a: list[Token], b: list[Token]) -> float:
@@ -185,3 +189,18 @@ def _token_ops(a: list[Token], b: list[Token]) -> list[tuple[str, int, int, int,
         if run < i2:
             ops.append(("equal", run, i2, j1 + run - i1, j2))
     return ops
+
+
+
+class _TextEmbedder(Protocol):
+    name: str
+
+    def embed(self, texts: list[str]) -> Any: ...
+
+
+def semantic_analyzer(embedder: _TextEmbedder | None) -> FeedbackDiffAnalyzer:
+    """An analyzer measuring semantic difference with ``embedder`` (e.g. the density engine's
+    all-MiniLM-L6-v2), or token Jaccard without one; ``DiffAnalysis.semantic_method`` says which."""
+    if embedder is None:
+        return FeedbackDiffAnalyzer()
+    return FeedbackDiffAnalyzer(lambda text: [float(x) for x in embedder.embed([text])[0]], embedder_name=embedder.name)
