@@ -12,6 +12,7 @@ their own; traffic is the demo's generator plus events made to be hostile:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def hostile_bad_values() -> list[Labelled]:
     """Values that are dead-lettered, each carrying markup (one of them replayable and valid once replayed)."""
     return [
         Labelled("executions", b"hostile_fn", f'{{"uuid": "{HOSTILE}", "oops"'.encode(), None, "bad:malformed_json"),
-        Labelled("executions", HOSTILE.encode(), f'{{"uuid": "u1", "function_name": "{HOSTILE}"}}'.encode(), None, "bad:missing_field"),
+        Labelled("executions", HOSTILE.encode(), json.dumps({"uuid": "u1", "function_name": HOSTILE}).encode(), None, "bad:missing_field"),
     ]
 
 
@@ -169,6 +170,17 @@ class Stack:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+    def cancel_reached_processor(self, function: str, job_id: str) -> bool:
+        """The cancel request file is there for the processor, or the processor has answered it already.
+
+        (A processor that owns the job cancels it; one that does not, e.g. for a job a stand-in
+        reported, deletes the request and logs that it has no job in flight.)
+        """
+        requests = self.state_dir / "training" / "cancel-requests"
+        if any(job_id in p.read_text() for p in requests.glob("*.json")):
+            return True
+        return f"cancel request for {function}: no job in flight here" in (self.workdir / "processor.log").read_text(errors="replace")
 
     def console_log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("console-*.log")))

@@ -170,8 +170,7 @@ def test_replay_and_cancel_clicked(stack: Stack, browser: Any) -> None:
     try:
         tab.page.click('#jobs tr[data-job="job-page-1"] button.cancel', timeout=30_000)
         wait_until(lambda: "done" in tab.page.text_content("#toast"), timeout=20, what="the cancel toast")
-        assert (stack.state_dir / "training" / "cancel-requests").is_dir()
-        assert any("job-page-1" in p.read_text() for p in (stack.state_dir / "training" / "cancel-requests").glob("*.json"))
+        wait_until(lambda: stack.cancel_reached_processor("page_train_fn", "job-page-1"), timeout=20, what="the cancel request")
         assert tab.errors == [], tab.errors
     finally:
         tab.close()
