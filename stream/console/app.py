@@ -479,7 +479,8 @@ def create_app(state: ConsoleState, settings: Settings, token: str | None, *, fo
             json.dumps({"messages": [{"role": m.role, "content": m.content} for m in s.messages]}, ensure_ascii=False) + "\n"
             for s in samples
         ).encode("utf-8")
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:80] or "function"
+        # ASCII only: a header value is latin-1 at best (schemathesis found '¹' breaking it)
+        safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in name)[:80] or "function"
         return Response(body, media_type="application/x-ndjson",
                         headers={"Content-Disposition": f'attachment; filename="{safe}-golden.jsonl"'})
 
