@@ -20,7 +20,7 @@ MODELS_LOCK := requirements/models.txt
 
 help:
 	@echo "make demo   - embedded broker + processor + realistic traffic, then a summary"
-	@echo "make test   - create/update the venv from the lock and run the tests"
+	@echo "make test   - create/update the venv from the lock, check the import floors (lint-imports) and run the tests"
 	@echo "make test-faults - fault injection: kill -9, broker stall, 1->2->1 rebalance, burst (minutes)"
 	@echo "make bench  - run the benchmarks, JSON into bench-results/"
 	@echo "make lock   - re-resolve requirements/*.txt (newest versions pyproject.toml allows, with hashes)"
@@ -57,12 +57,15 @@ test-latest:
 	.venv-latest/bin/$(PIP) --upgrade -e '.[dev,vectorwave-lite]'
 	.venv-latest/bin/$(PIP) --upgrade --no-deps "$$(grep -E '^[a-z]' requirements/vectorwave-nodeps.in)"
 	.venv-latest/bin/python -m pip list --format=freeze > .venv-latest/versions.txt
+	.venv-latest/bin/lint-imports
 	VT_TEST_LATEST=1 .venv-latest/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/vector-trainer demo $(DEMO_ARGS)
 
+# lint-imports first: the floors (pyproject.toml, [tool.importlinter]) are part of the tests.
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The model parts for real (LocalTrainer LoRA, MiniLM embedder, semantic diff): none may skip here.

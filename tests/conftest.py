@@ -1,22 +1,21 @@
-"""Shared fixtures: one real embedded broker per test session, isolated topics per test."""
+"""Shared fixtures: one real embedded broker per test session, isolated topics per test.
+
+Helpers that tests import live in :mod:`tests.support`, never here.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stream.broker import EmbeddedBroker
-from stream.config import RuntimeSettings, Settings
-from stream.processing import Processor
-from stream.runtime import Runtime
-from stream.topics import TopicNames, ensure_topics
+from stream.contract.config import RuntimeSettings, Settings
+from stream.contract.topics import TopicNames
+from stream.runtime.broker import EmbeddedBroker
+from stream.runtime.kafka import ensure_topics
 
 
 @pytest.fixture(scope="session")
@@ -61,37 +60,3 @@ async def topics(make_settings: Callable[..., Settings]) -> TopicNames:
     names = TopicNames(s.topic_prefix)
     await ensure_topics(s.bootstrap, names, s.partitions)
     return names
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings, processors: list[Processor], **kwargs: Any) -> AsyncIterator[Runtime]:
-    """Run a Runtime in the background; stop it gracefully on exit."""
-    runtime = Runtime(settings, processors, **kwargs)
-    task = asyncio.create_task(runtime.run())
-    try:
-        await wait_for(lambda: runtime.ready or task.done(), timeout=60, what="the runtime to join its group")
-        if task.done():
-            task.result()
-        yield runtime
-    finally:
-        runtime.stop()
-        await asyncio.wait_for(task, timeout=60)
-
-
-def metric(runtime: Runtime, name: str, **labels: str) -> float:
-    """Sum of a metric's samples matching ``labels``, read from the runtime's registry."""
-    total = 0.0
-    for family in runtime.registry.collect():
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from stream.events import ChatMessage
+from stream.contract.events import ChatMessage
 
 MASK = "[MASKED]"
 

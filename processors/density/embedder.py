@@ -77,9 +77,10 @@ class SentenceTransformerEmbedder:
             import torch
             from sentence_transformers import SentenceTransformer
         except ImportError:
+            extra = "models" if name == "minilm" else "embed"
             raise EmbedderError(
                 f"density.embedder={name or self.name} needs sentence-transformers and torch: "
-                "pip install 'vector-trainer[models]' (see the README)"
+                f"pip install 'vector-trainer[{extra}]' (see the README)"
             ) from None
         if threads > 0:
             torch.set_num_threads(threads)

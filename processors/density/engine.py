@@ -26,14 +26,14 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from stream.deadletter import INVALID_VALUE, INVALID_VECTOR, WRONG_DIMENSION
-from stream.events import ExecutionLog, GoldenSample, encode
-from stream.processing import Output
+from stream.contract.deadletter import INVALID_VALUE, INVALID_VECTOR, WRONG_DIMENSION
+from stream.contract.events import ExecutionLog, GoldenSample, encode
+from stream.contract.processing import Output
+from stream.contract.sensors import DensitySensor
 
 from . import chatml
 from .embedder import Embedder
 from .index import STATUS_CODES, FunctionIndex, IndexMeta, IndexParams
-from .metrics import DensityMetrics
 from .selection import SelectionParams, select
 from .vectors import from_fixed, normalise, uid_hash
 
@@ -61,6 +61,18 @@ class EngineConfig:
         """Settings that shape stored vectors and densities; a checkpoint made under others is unusable."""
         shaping = [self.index.epsilon, self.embedder, self.embed_dim, self.embed_model, sorted(k.lower() for k in self.mask_keys)]
         return hashlib.sha256(msgspec.json.encode(shaping)).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FunctionSnapshot:
+    """One function's index as it stands, a row per indexed log (for pictures and inspection)."""
+
+    function: str
+    uuids: tuple[str | None, ...]  # None: a log that is not SUCCESS (only SUCCESS logs keep their payload)
+    vectors: np.ndarray  # (n, dim) unit vectors
+    densities: np.ndarray  # (n,) D(i)
+    success: np.ndarray  # (n,) bool: SUCCESS logs, the only selectable ones
+    strategy: np.ndarray  # (n,) "" | "steady" | "anomaly": the golden set as published
 
 
 @dataclass(slots=True)
@@ -120,10 +132,10 @@ class _PartitionMeta(msgspec.Struct):
 class PartitionEngine:
     """Density index, golden selection and emission for the functions of one partition."""
 
-    def __init__(self, config: EngineConfig, embedder: Embedder | None, metrics: DensityMetrics) -> None:
+    def __init__(self, config: EngineConfig, embedder: Embedder | None, sensor: DensitySensor | None = None) -> None:
         self.config = config
         self.embedder = embedder
-        self.metrics = metrics
+        self.sensor = sensor if sensor is not None else DensitySensor()
         self.functions: dict[str, FunctionState] = {}
         self.watermark_ms: int | None = None
         self.window: int | None = None
@@ -145,12 +157,12 @@ class PartitionEngine:
         fn.watermark_ms = ts_ms if fn.watermark_ms is None else max(fn.watermark_ms, ts_ms)
         if log.status == "CACHE_HIT":
             # The original call was logged (and indexed) already; a cache hit would count it twice.
-            self.metrics.skipped.labels(self.metrics.label(fn.name), "cache_hit").inc()
+            self.sensor.on_skipped(fn.name, "cache_hit")
             return outputs, late
         uid = uid_hash(log.uuid)
         assert fn.index is not None
         if fn.index.has_uid(uid) or uid in fn.pending.uids:
-            self.metrics.skipped.labels(self.metrics.label(fn.name), "duplicate").inc()
+            self.sensor.on_skipped(fn.name, "duplicate")
             return outputs, late
         inputs = self._mask(log.inputs)
         try:
@@ -248,13 +260,7 @@ class PartitionEngine:
             [p.payloads[i] for i in keep.tolist()],
         )
         fn.dirty = True
-        label = self.metrics.label(fn.name)
-        self.metrics.indexed.labels(label).inc(n)
-        self.metrics.insert_seconds.observe(stats.seconds)
-        if stats.cap_hits:
-            self.metrics.cap_hits.labels(label).inc(stats.cap_hits)
-        if stats.brute_rows:
-            self.metrics.brute_rows.labels(label).inc(stats.brute_rows)
+        self.sensor.on_indexed(fn.name, n, stats.seconds, stats.cap_hits, stats.brute_rows)
         return refused
 
     # ------------------------------------------------------------------ evaluation
@@ -271,12 +277,11 @@ class PartitionEngine:
 
     def _evaluate_function(self, fn: FunctionState) -> list[Output]:
         started = time.perf_counter()
-        label = self.metrics.label(fn.name)
         index = fn.index
         if index is None:  # known only from an older checkpoint's golden set (rebuild): it all leaves
             chosen: dict[str, tuple[str, int]] = {}
         else:
-            self._evict(fn, index, label)
+            self._evict(fn, index)
             sel = select(index, self.config.selection)
             chosen = {}
             for strategy, slots in (("steady", sel.steady), ("anomaly", sel.anomaly)):
@@ -287,7 +292,7 @@ class PartitionEngine:
         outputs: list[Output] = []
         for uuid in sorted(set(fn.published) - set(chosen)):
             outputs.append(Output("golden", _key(fn.name, uuid), None))
-            self.metrics.golden_changes.labels(label, fn.published.pop(uuid), "leave").inc()
+            self.sensor.on_golden_change(fn.name, fn.published.pop(uuid), "leave")
         selected_at = _datetime(fn.watermark_ms or 0)
         for uuid, (strategy, slot) in chosen.items():
             if fn.published.get(uuid) == strategy:
@@ -295,15 +300,15 @@ class PartitionEngine:
             assert index is not None
             outputs.append(Output("golden", _key(fn.name, uuid), encode(self._sample(fn, index, slot, strategy, selected_at))))
             fn.published[uuid] = strategy
-            self.metrics.golden_changes.labels(label, strategy, "enter").inc()
-        self.metrics.observe_golden(fn.name, _counts(fn.published))
+            self.sensor.on_golden_change(fn.name, strategy, "enter")
+        self.sensor.on_golden_set(fn.name, _counts(fn.published))
         if index is not None:
             live = index.live_slots()
-            self.metrics.observe_index(fn.name, len(live), np.asarray(from_fixed(index.cols.density[live])))
-        self.metrics.selection_seconds.observe(time.perf_counter() - started)
+            self.sensor.on_index(fn.name, np.asarray(from_fixed(index.cols.density[live])))
+        self.sensor.on_selection(fn.name, time.perf_counter() - started)
         return outputs
 
-    def _evict(self, fn: FunctionState, index: FunctionIndex, label: str) -> None:
+    def _evict(self, fn: FunctionState, index: FunctionIndex) -> None:
         live = index.live_slots()
         if len(live) == 0:
             return
@@ -320,9 +325,9 @@ class PartitionEngine:
         if expired.any() or capped.any():
             index.evict(live[expired | capped])
             if expired.any():
-                self.metrics.evictions.labels(label, "ttl").inc(int(expired.sum()))
+                self.sensor.on_evicted(fn.name, "ttl", int(expired.sum()))
             if capped.any():
-                self.metrics.evictions.labels(label, "cap").inc(int(capped.sum()))
+                self.sensor.on_evicted(fn.name, "cap", int(capped.sum()))
 
     def _sample(self, fn: FunctionState, index: FunctionIndex, slot: int, strategy: str, selected_at: datetime) -> GoldenSample:
         payload = index.payload[slot]
@@ -351,11 +356,8 @@ class PartitionEngine:
             index = fn.index
             if index is None:
                 continue
-            slot_of = {}
-            for s in index.live_slots().tolist():
-                payload = index.payload[s]
-                if payload is not None:
-                    slot_of[msgspec.msgpack.decode(payload)[0]] = s
+            live = index.live_slots()
+            slot_of = {uuid: s for s, uuid in zip(live.tolist(), _uuids(index, live), strict=True) if uuid is not None}
 
             def rank(item: tuple[str, str], index: FunctionIndex = index, slot_of: dict[str, int] = slot_of) -> tuple[bool, int, str]:
                 uuid, strategy = item  # steady first, then by density (densest first)
@@ -364,6 +366,26 @@ class PartitionEngine:
             for uuid, strategy in sorted(fn.published.items(), key=rank):
                 out.append(self._sample(fn, index, slot_of[uuid], strategy, _datetime(fn.watermark_ms or 0)))
         return out
+
+    def snapshot(self, function: str) -> FunctionSnapshot | None:
+        """``function``'s indexed logs with their vectors, densities and golden strategy; None if it has no index."""
+        fn = self.functions.get(function)
+        if fn is None or fn.index is None:
+            return None
+        return _snapshot(function, fn.index, fn.published)
+
+    @classmethod
+    def read_snapshot(cls, directory: Path, function: str, config: EngineConfig) -> FunctionSnapshot | None:
+        """:meth:`snapshot` of one function of a checkpoint, loading only that function's index."""
+        for m in cls.read_meta(directory).functions:
+            if m.name == function and m.index is not None:
+                return _snapshot(function, FunctionIndex.load(directory, m.prefix, m.index, config.index), m.published)
+        return None
+
+    @classmethod
+    def indexed_functions(cls, directory: Path) -> list[str]:
+        """The functions with an index in a checkpoint directory."""
+        return [m.name for m in cls.read_meta(directory).functions if m.index is not None]
 
     def summary(self) -> dict[str, Any]:
         out = {}
@@ -405,6 +427,28 @@ class PartitionEngine:
                 # An unknown strategy: a sample selected again is re-emitted with its new density.
                 stale = dict.fromkeys(m.published, _STALE)
                 self.functions[m.name] = FunctionState(m.name, published=stale, dirty=True)
+
+
+def _uuids(index: FunctionIndex, slots: np.ndarray) -> list[str | None]:
+    """The uuid of each slot's log (None when its payload is not kept: not SUCCESS)."""
+    out: list[str | None] = []
+    for slot in slots.tolist():
+        payload = index.payload[slot]
+        out.append(msgspec.msgpack.decode(payload)[0] if payload is not None else None)
+    return out
+
+
+def _snapshot(function: str, index: FunctionIndex, published: dict[str, str]) -> FunctionSnapshot:
+    live = index.live_slots()
+    uuids = _uuids(index, live)
+    return FunctionSnapshot(
+        function=function,
+        uuids=tuple(uuids),
+        vectors=index.vectors(live).astype(np.float64),
+        densities=np.asarray(from_fixed(index.cols.density[live]), dtype=np.float64),
+        success=index.cols.status[live] == STATUS_CODES["SUCCESS"],
+        strategy=np.array([published.get(u, "") if u is not None else "" for u in uuids], dtype=object),
+    )
 
 
 def _counts(published: dict[str, str]) -> dict[str, int]:

@@ -18,9 +18,9 @@ from typing import IO
 
 import msgspec
 
-from stream.config import DensitySettings
-from stream.deadletter import DecodeFailure, decode_input
-from stream.events import ExecutionLog, GoldenSample
+from stream.contract.config import DensitySettings
+from stream.contract.deadletter import DecodeFailure, decode_input
+from stream.contract.events import ExecutionLog, GoldenSample
 
 from .embedder import Embedder
 from .engine import EngineConfig, PartitionEngine
@@ -58,7 +58,7 @@ def extract(
 ) -> ExtractReport:
     """Index every valid log of ``input_path``, select, and write the golden set to ``out_path``."""
     processor = DensityProcessor(settings, embedder=embedder)
-    engine = PartitionEngine(processor.config, processor.embedder, processor.metrics)
+    engine = PartitionEngine(processor.config, processor.embedder, processor.sensor)
     # One evaluation, at the end: intermediate golden sets would only be overwritten.
     engine.config = _single_window(engine.config)
     report = ExtractReport()

@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
-from prometheus_client import CollectorRegistry
 from threadpoolctl import threadpool_limits
 
-from stream.config import DensitySettings
-from stream.deadletter import WRONG_TYPE
-from stream.events import ExecutionLog
-from stream.processing import FROM_BEGINNING, REBUILD, Processor, Record, Rejection, Result
+from stream.contract.config import DensitySettings
+from stream.contract.deadletter import WRONG_TYPE
+from stream.contract.events import ExecutionLog
+from stream.contract.processing import FROM_BEGINNING, REBUILD, Processor, Record, Rejection, Result
+from stream.contract.sensors import DensitySensor
 
 from .embedder import Embedder, make_embedder
-from .engine import STATE_VERSION, EngineConfig, PartitionEngine
+from .engine import STATE_VERSION, EngineConfig, FunctionSnapshot, PartitionEngine
 from .index import IndexParams
-from .metrics import DensityMetrics
 from .selection import SelectionParams
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,16 @@ def engine_config(s: DensitySettings, embedder: Embedder | None = None) -> Engin
     )
 
 
+def indexed_functions(checkpoint: Path) -> list[str]:
+    """The functions with an index in a density checkpoint directory."""
+    return PartitionEngine.indexed_functions(checkpoint)
+
+
+def read_snapshot(checkpoint: Path, function: str, settings: DensitySettings | None = None) -> FunctionSnapshot | None:
+    """One function's indexed logs (vectors, densities, golden strategy) from a density checkpoint directory."""
+    return PartitionEngine.read_snapshot(checkpoint, function, engine_config(settings or DensitySettings()))
+
+
 class DensityProcessor(Processor):
     """Incremental density index per function and golden selection (MISSION.md, Engine 1)."""
 
@@ -64,7 +73,7 @@ class DensityProcessor(Processor):
         self,
         settings: DensitySettings | None = None,
         *,
-        registry: CollectorRegistry | None = None,
+        sensor: DensitySensor | None = None,
         embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings or DensitySettings()
@@ -77,18 +86,11 @@ class DensityProcessor(Processor):
             # broker and the consumer need.
             threadpool_limits(limits=s.blas_threads, user_api="blas")
         self.config = engine_config(s, self.embedder)
-        self.metrics = DensityMetrics(registry, s.metric_functions)
+        self.sensor = sensor if sensor is not None else DensitySensor()
         self.engines: dict[int, PartitionEngine] = {}
 
-    def bind_metrics(self, registry: CollectorRegistry) -> None:
-        """Move the metrics into the runtime's registry (called once, before the runtime runs)."""
-        if registry is not self.metrics.registry:
-            self.metrics = DensityMetrics(registry, self.settings.metric_functions)
-            for engine in self.engines.values():
-                engine.metrics = self.metrics
-
     def _new_engine(self) -> PartitionEngine:
-        return PartitionEngine(self.config, self.embedder, self.metrics)
+        return PartitionEngine(self.config, self.embedder, self.sensor)
 
     def process(self, records: list[Record]) -> Result:
         result = Result()
@@ -142,7 +144,7 @@ class DensityProcessor(Processor):
         engine = self.engines.pop(partition, None)
         if engine is not None:
             for name in engine.functions:
-                self.metrics.forget(name)
+                self.sensor.on_released(name)
 
     def golden(self) -> dict[str, dict[str, str]]:
         """{function: {uuid: strategy}} over owned partitions, as published on ``golden``."""

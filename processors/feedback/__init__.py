@@ -1,15 +1,18 @@
 """Engine 2: feedback pairs → rules (data) → validated, versioned prompt hooks.
 
-One module per job: ``diff`` (word-level diff analysis), ``rules`` (typed rules and
-the one applier, which lives in ``hook_template``), ``synthesizer`` (rule synthesis
-with support and conflicts), ``hookgen`` (rendering ``generated_prompt_hook.py``),
-``validation`` (replay before release), ``release`` (digest and signature),
-``versions`` (the version store), ``llm`` (optional LLM rule proposer) and
-``processor`` (the stream processor).
+One module per job: ``diff`` (word-level diff analysis), ``ruleset`` (comparing,
+ordering and describing rules, and applying them through the one applier),
+``synthesizer`` (rule synthesis with support and conflicts), ``validation`` (replay
+before release), ``versions`` (the version store), ``pairs``, ``llm`` (optional LLM
+rule proposer), ``admin`` (operator actions) and ``processor`` (the stream processor).
+
+What a rule is, the applier (the hook module template), rendering hook modules and
+trusting releases are shared with the hook client: :mod:`stream.contract.hooks`.
 """
 
+from stream.contract.hooks.generator import HookScriptGenerator
+
 from .diff import DiffAnalysis, Edit, FeedbackDiffAnalyzer
-from .hookgen import HookScriptGenerator
 from .processor import FeedbackProcessor
 from .synthesizer import RuleSetSynthesizer, Synthesis
 from .validation import ValidationReport, validate

@@ -1,6 +1,8 @@
 """Operator actions behind ``vector-trainer hooks …`` and ``vector-trainer synthesize``.
 
-The CLI stays thin: it parses options and prints; the work is here.
+The CLI stays thin: it parses options and prints; the work is here.  What comes
+from Kafka (the records of the hooks topic) is handed in by the caller
+(:mod:`stream.tools.hooks` reads and publishes).
 """
 
 from __future__ import annotations
@@ -10,17 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-from aiokafka import AIOKafkaProducer
 
-from stream.config import FeedbackSettings
-from stream.events import HookRelease, encode, utcnow
-from stream.topic_io import read_topic
-from stream.topics import TopicNames
+from processors.feedback.ruleset import Rule, rule_key
+from stream.contract.config import FeedbackSettings
+from stream.contract.events import HookRelease, utcnow
+from stream.contract.hooks.generator import HookScriptGenerator
+from stream.contract.hooks.release import ReleaseError, build_release, verify_release
+from stream.contract.processing import TopicRecord
 
-from .hookgen import HookScriptGenerator
 from .pairs import Pair, pair_uuid, split
-from .release import ReleaseError, build_release, verify_release
-from .rules import Rule, rule_key
 from .synthesizer import RuleSetSynthesizer, Synthesis
 from .validation import ValidationReport, validate
 from .versions import VersionStore
@@ -32,11 +32,11 @@ class PairsFileError(ValueError):
     """A line of a pairs file is not a feedback pair."""
 
 
-async def sync_from_topic(bootstrap: str, names: TopicNames, store: VersionStore, signing_key: str | None) -> tuple[int, int]:
-    """Copy every trusted release still on the hooks topic into the store; (stored, refused)."""
+def sync_from_records(records: Iterable[TopicRecord], store: VersionStore, signing_key: str | None) -> tuple[int, int]:
+    """Copy every trusted release among the hooks topic's records into the store; (stored, refused)."""
     stored = refused = 0
     generator = HookScriptGenerator()
-    for record in await read_topic(bootstrap, names.physical("hooks"), idle_timeout=0.5):
+    for record in records:
         if record.value is None:
             continue
         try:
@@ -84,15 +84,6 @@ def rollback_release(store: VersionStore, function_name: str, to_version: int, s
         rollback_of=to_version,
         signing_key=signing_key,
     )
-
-
-async def publish(bootstrap: str, names: TopicNames, release: HookRelease) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="vt-hooks-cli")
-    await producer.start()
-    try:
-        await producer.send_and_wait(names.physical("hooks"), key=release.function_name.encode("utf-8"), value=encode(release))
-    finally:
-        await producer.stop()
 
 
 def read_pairs(path: Path) -> tuple[list[Pair], set[str]]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import msgspec
 
-from stream.hookrules import Rule
-from stream.logs import redact
+from stream.contract.hooks.rules import Rule
+from stream.contract.logs import redact
 
 from .pairs import Pair
 

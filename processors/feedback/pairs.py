@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from stream.events import Feedback
+from stream.contract.events import Feedback
 
 
 @dataclass(frozen=True, slots=True)

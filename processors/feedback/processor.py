@@ -25,20 +25,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
-from prometheus_client import CollectorRegistry
 
-from stream.config import FeedbackSettings
-from stream.deadletter import INVALID_VALUE, OVERSIZE
-from stream.events import Feedback, HookRelease, encode
-from stream.metrics import BoundedLabels
-from stream.processing import FROM_BEGINNING, Output, Processor, Record, Rejection, Result
+from processors.feedback.ruleset import behaviour, describe
+from stream.contract.config import FeedbackSettings
+from stream.contract.deadletter import INVALID_VALUE, OVERSIZE
+from stream.contract.events import Feedback, HookRelease, encode
+from stream.contract.hooks.generator import HookScriptGenerator
+from stream.contract.hooks.release import ReleaseError, build_release, verify_release
+from stream.contract.processing import FROM_BEGINNING, Output, Processor, Record, Rejection, Result
+from stream.contract.sensors import FeedbackSensor
 
-from .hookgen import HookScriptGenerator
 from .llm import LLMRuleProposer
-from .metrics import FeedbackMetrics
 from .pairs import Pair, split
-from .release import ReleaseError, build_release, verify_release
-from .rules import behaviour, describe
 from .synthesizer import RuleSetSynthesizer
 from .validation import validate
 from .versions import VersionStore
@@ -73,8 +71,7 @@ class FeedbackProcessor(Processor):
         *,
         store_dir: Path,
         signing_key: str | None = None,
-        registry: CollectorRegistry | None = None,
-        labels: BoundedLabels | None = None,
+        sensor: FeedbackSensor | None = None,
         proposer: LLMRuleProposer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -89,20 +86,13 @@ class FeedbackProcessor(Processor):
             max_rules=self.settings.max_rules,
         )
         self.proposer = proposer
-        self._labels = labels
-        self.metrics = FeedbackMetrics(registry, labels)
+        self.sensor = sensor if sensor is not None else FeedbackSensor()
         # partition -> function -> uuid -> pair (insertion order = arrival order)
         self._pairs: dict[int, dict[str, dict[str, Feedback]]] = {}
         self._dirty: dict[str, tuple[float, float]] = {}  # function -> (first, last) unsynthesised arrival
         self._owner: dict[str, int] = {}  # function -> feedback partition holding its pairs
         self._latest: dict[str, HookRelease] = {}
         self._hooks_seen: dict[int, set[str]] = {}  # hooks partition -> functions read from it
-
-    def bind_metrics(self, registry: CollectorRegistry) -> None:
-        """Move the metrics into the runtime's registry (called once, before the runtime runs)."""
-        self.metrics = FeedbackMetrics(registry, self._labels)
-        for release in self._latest.values():
-            self.metrics.current(release)
 
     # ----------------------------------------------------------------- input
     def process(self, records: list[Record]) -> Result:
@@ -137,7 +127,7 @@ class FeedbackProcessor(Processor):
         now = self._clock()
         first = self._dirty.get(fb.function_name, (now, now))[0]
         self._dirty[fb.function_name] = (first, now)
-        self.metrics.pairs.labels(self.metrics.fn(fb.function_name)).inc()
+        self.sensor.on_pair(fb.function_name)
 
     def _on_release(self, record: Record, result: Result) -> None:
         release: HookRelease | None = record.value
@@ -164,7 +154,7 @@ class FeedbackProcessor(Processor):
             release.version == current.version and release.sha256 != current.sha256
         ):
             self._latest[release.function_name] = release
-            self.metrics.current(release)
+            self.sensor.on_current(release)
 
     # ----------------------------------------------------------------- synthesis
     def tick(self, now: float) -> Result:
@@ -183,10 +173,10 @@ class FeedbackProcessor(Processor):
             except Exception:
                 # A bug must not stop the consumer loop; the next new pair retries.
                 log.exception("synthesis for %r failed", fn)
-                self.metrics.synth_errors.labels(self.metrics.fn(fn)).inc()
+                self.sensor.on_synthesis_error(fn)
                 continue
             finally:
-                self.metrics.synth_seconds.observe(time.perf_counter() - started)
+                self.sensor.on_synthesis_seconds(time.perf_counter() - started)
             if output is not None:
                 result.outputs.append(output)
         return result
@@ -196,7 +186,7 @@ class FeedbackProcessor(Processor):
         window = self._pairs.get(self._owner[fn], {}).get(fn, {})
         if not window:
             return None
-        self.metrics.synth_runs.labels(self.metrics.fn(fn)).inc()
+        self.sensor.on_synthesis(fn)
         pairs = [Pair.of(f) for f in window.values()]
         train, _heldout = split(pairs, self.settings.heldout_fraction)
         current = self._latest.get(fn)
@@ -205,14 +195,14 @@ class FeedbackProcessor(Processor):
         extra = []
         if self.proposer is not None:
             extra = self.proposer.propose(fn, train)
-            self.metrics.llm_proposals.labels(self.metrics.fn(fn)).inc(len(extra))
+            self.sensor.on_llm_proposals(fn, len(extra))
         synthesis = self.synthesizer.synthesize(train, current=current_rules, vetoed=vetoed, extra=extra)
         if behaviour(synthesis.rules) == behaviour(current_rules) and not self._stale(current, len(pairs)):
             return None
         report = validate(synthesis.rules, current_rules, pairs, self.settings.heldout_fraction)
         if not report.ok:
             assert report.reason is not None
-            self.metrics.refused.labels(self.metrics.fn(fn), report.reason).inc()
+            self.sensor.on_refused(fn, report.reason)
             log.info("hook for %r not released (%s): %s", fn, report.reason, report.summary())
             return None
         created_at = max(f.timestamp_utc for f in window.values())
@@ -224,7 +214,7 @@ class FeedbackProcessor(Processor):
             # This version number was already used (e.g. published before a crash, with other pairs).
             release = self._build(fn, stored[-1] + 1, synthesis.rules, report.validation, created_at, parent, vetoed)
         self._adopt(release)
-        self.metrics.releases.labels(self.metrics.fn(fn)).inc()
+        self.sensor.on_release(fn)
         log.info(
             "released hook %r v%d with %d rules: %s\n  %s",
             fn, release.version, len(release.rules), report.summary(), "\n  ".join(describe(r) for r in release.rules),

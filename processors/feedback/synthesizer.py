@@ -22,12 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from stream.hookrules import MAX_PHRASE_CHARS
-
-from . import hook_template
-from .diff import DiffAnalysis, FeedbackDiffAnalyzer, similarity_to, words
-from .pairs import Pair
-from .rules import (
+from processors.feedback.ruleset import (
     KIND_RANK,
     AddPrefix,
     AddSuffix,
@@ -45,6 +40,11 @@ from .rules import (
     sort_key,
     with_support,
 )
+from stream.contract.hooks import template as hook_template
+from stream.contract.hooks.rules import MAX_PHRASE_CHARS
+
+from .diff import DiffAnalysis, FeedbackDiffAnalyzer, similarity_to, words
+from .pairs import Pair
 
 EPS = 1e-9
 

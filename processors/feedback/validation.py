@@ -13,18 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stream.events import HookValidation
+from processors.feedback.ruleset import Rule, apply_output
+from stream.contract.events import HookValidation
+from stream.contract.sensors import HELDOUT_DROP, NO_PAIRS, WORSE_PAIRS  # why a candidate is refused (a metric label)
 
 from .diff import similarity
 from .pairs import Pair, is_heldout
-from .rules import Rule, apply_output
 
 EPS = 1e-9
 
-# Why a candidate was refused: a bounded vocabulary (it is a metric label).
-WORSE_PAIRS = "worse_pairs"
-HELDOUT_DROP = "heldout_drop"
-NO_PAIRS = "no_pairs"
 
 
 @dataclass(slots=True)

@@ -15,11 +15,9 @@ the truth).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -28,20 +26,14 @@ from typing import Any
 
 import msgspec
 
-from stream.events import HookRelease
-
-from .rules import Rule, describe, rule_key
+from processors.feedback.ruleset import Rule, describe, rule_key
+from stream.contract.events import HookRelease
+from stream.contract.hooks.release import slug
 
 log = logging.getLogger(__name__)
 
 _decoder = msgspec.json.Decoder(HookRelease)
 _encoder = msgspec.json.Encoder()
-
-
-def slug(function_name: str) -> str:
-    """A file name for a function name (any characters allowed but '/'), unique by its digest."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", function_name)[:60].lstrip(".") or "_"
-    return f"{safe}-{hashlib.sha256(function_name.encode('utf-8')).hexdigest()[:10]}"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

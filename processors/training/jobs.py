@@ -1,6 +1,6 @@
 """Job records: what the trigger knows about each job, and how updates and restores merge.
 
-A job record is rebuilt from the same fields the ``vt.training`` events carry, so
+A job record is the job's latest ``vt.training`` event plus when the job began, so
 state lost with a disk (or owned by another instance before a rebalance) can be
 recovered from the topic: the latest event of a job *is* its record.
 """
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
-from stream.events import ModelUpdated, TrainingEvent, TrainingMetrics
+from stream.contract.events import ModelUpdated, TrainingEvent, TrainingMetrics
 
 ACTIVE = frozenset({"queued", "validating", "running"})
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -23,27 +24,35 @@ CONSUMED_DATA = ACTIVE | TERMINAL | {"exported"}
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
-    """The current state of one job (or of one export / refusal)."""
+    """The current state of one job (or of one export / refusal): its latest event, and when it began.
 
-    job_id: str
-    function_name: str
-    trainer: str
-    base_model: str
-    status: str
+    The latest ``vt.training`` event of a job *is* its record (``last.at`` is when it was
+    last updated, ``last.metrics`` the newest step and losses), so a record is rebuilt
+    from the topic exactly as it is kept here.
+    """
+
+    last: TrainingEvent
     created_at: datetime
-    updated_at: datetime
-    n_train: int = 0
-    n_val: int = 0
-    est_tokens: int = 0
-    est_cost_usd: float = 0.0
-    dataset_path: str | None = None
-    trained_through: datetime | None = None
-    provider_job_id: str | None = None
-    fine_tuned_model: str | None = None
-    error: str | None = None
-    step: int | None = None
-    train_loss: float | None = None
-    valid_loss: float | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.last.job_id
+
+    @property
+    def function_name(self) -> str:
+        return self.last.function_name
+
+    @property
+    def status(self) -> str:
+        return self.last.status
+
+    @property
+    def updated_at(self) -> datetime:
+        return self.last.at
+
+    @property
+    def step(self) -> int | None:
+        return self.last.metrics.step if self.last.metrics is not None else None
 
     @property
     def active(self) -> bool:
@@ -53,59 +62,43 @@ class JobRecord(msgspec.Struct, kw_only=True):
     def final(self) -> bool:
         return self.status in TERMINAL or self.status in NO_JOB
 
-    def event(self, at: datetime, *, with_metrics: bool = False) -> TrainingEvent:
-        metrics = None
-        if with_metrics and (self.step is not None or self.train_loss is not None or self.valid_loss is not None):
-            metrics = TrainingMetrics(step=self.step, train_loss=self.train_loss, valid_loss=self.valid_loss)
-        return TrainingEvent(
-            job_id=self.job_id,
-            function_name=self.function_name,
-            trainer=self.trainer,
-            base_model=self.base_model,
-            status=self.status,  # type: ignore[arg-type]
-            at=at,
-            n_train=self.n_train,
-            n_val=self.n_val,
-            est_tokens=self.est_tokens,
-            est_cost_usd=self.est_cost_usd,
-            metrics=metrics,
-            fine_tuned_model=self.fine_tuned_model,
-            dataset_path=self.dataset_path,
-            error=self.error,
-            provider_job_id=self.provider_job_id,
-            trained_through=self.trained_through,
-        )
+    def update(self, **changes: Any) -> JobRecord:
+        """The record with some fields of its event changed (``at`` = when)."""
+        return JobRecord(last=msgspec.structs.replace(self.last, **changes), created_at=self.created_at)
+
+    def event(self, at: datetime) -> TrainingEvent:
+        """The job's state as a ``vt.training`` event stamped ``at``."""
+        return msgspec.structs.replace(self.last, at=at)
 
     def model_updated(self, at: datetime) -> ModelUpdated:
-        assert self.fine_tuned_model is not None
+        assert self.last.fine_tuned_model is not None
         return ModelUpdated(
-            function_name=self.function_name, model=self.fine_tuned_model, job_id=self.job_id, trained_on=self.n_train, at=at
+            function_name=self.function_name, model=self.last.fine_tuned_model, job_id=self.job_id,
+            trained_on=self.last.n_train, at=at,
         )
+
+
+def step_metrics(step: int | None, train_loss: float | None, valid_loss: float | None) -> TrainingMetrics | None:
+    """An event's metrics, or None when there is nothing to report."""
+    if step is None and train_loss is None and valid_loss is None:
+        return None
+    return TrainingMetrics(step=step, train_loss=train_loss, valid_loss=valid_loss)
 
 
 def record_from_event(ev: TrainingEvent, first_seen: datetime | None = None) -> JobRecord:
     m = ev.metrics
-    return JobRecord(
-        job_id=ev.job_id,
-        function_name=ev.function_name,
-        trainer=ev.trainer,
-        base_model=ev.base_model,
-        status=ev.status,
-        created_at=first_seen or ev.at,
-        updated_at=ev.at,
-        n_train=ev.n_train,
-        n_val=ev.n_val,
-        est_tokens=ev.est_tokens,
-        est_cost_usd=ev.est_cost_usd,
-        dataset_path=ev.dataset_path,
-        trained_through=ev.trained_through,
-        provider_job_id=ev.provider_job_id,
-        fine_tuned_model=ev.fine_tuned_model,
-        error=ev.error,
-        step=m.step if m else None,
-        train_loss=m.train_loss if m else None,
-        valid_loss=m.valid_loss if m else None,
-    )
+    last = msgspec.structs.replace(ev, metrics=step_metrics(m.step, m.train_loss, m.valid_loss) if m else None)
+    return JobRecord(last=last, created_at=first_seen or ev.at)
+
+
+def legacy_record(data: dict[str, Any]) -> JobRecord:
+    """A record checkpointed before records held their event (flat fields, ``updated_at``)."""
+    fields = dict(data)
+    created_at = fields.pop("created_at")
+    fields["at"] = fields.pop("updated_at")
+    metrics = {k: fields.pop(k, None) for k in ("step", "train_loss", "valid_loss")}
+    fields["metrics"] = {k: v for k, v in metrics.items() if v is not None} or None
+    return record_from_event(msgspec.convert(fields, TrainingEvent), msgspec.convert(created_at, datetime))
 
 
 def records_from_events(events: list[TrainingEvent]) -> dict[str, JobRecord]:
@@ -128,15 +121,21 @@ def merge(a: JobRecord, b: JobRecord) -> JobRecord:
     Fields only one view knows (the provider's job id, the last losses) are kept.
     """
     newer, older = (a, b) if (_rank(a), a.updated_at) >= (_rank(b), b.updated_at) else (b, a)
-    return msgspec.structs.replace(
-        newer,
+    n, o = newer.last, older.last
+    nm, om = n.metrics or TrainingMetrics(), o.metrics or TrainingMetrics()
+    return JobRecord(
+        last=msgspec.structs.replace(
+            n,
+            provider_job_id=n.provider_job_id or o.provider_job_id,
+            metrics=step_metrics(
+                nm.step if nm.step is not None else om.step,
+                nm.train_loss if nm.train_loss is not None else om.train_loss,
+                nm.valid_loss if nm.valid_loss is not None else om.valid_loss,
+            ),
+            dataset_path=n.dataset_path or o.dataset_path,
+            trained_through=n.trained_through or o.trained_through,
+        ),
         created_at=min(a.created_at, b.created_at),
-        provider_job_id=newer.provider_job_id or older.provider_job_id,
-        step=newer.step if newer.step is not None else older.step,
-        train_loss=newer.train_loss if newer.train_loss is not None else older.train_loss,
-        valid_loss=newer.valid_loss if newer.valid_loss is not None else older.valid_loss,
-        dataset_path=newer.dataset_path or older.dataset_path,
-        trained_through=newer.trained_through or older.trained_through,
     )
 
 

@@ -26,26 +26,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
-from prometheus_client import CollectorRegistry
 
-from stream import events
-from stream.config import Settings
-from stream.deadletter import INVALID_VALUE
-from stream.events import GoldenSample, TrainingEvent
-from stream.processing import (
-    FROM_BEGINNING,
-    Output,
-    Processor,
-    Record,
-    Rejection,
-    Result,
-)
-from stream.services import Service
+from stream.contract import events
+from stream.contract.config import Settings
+from stream.contract.deadletter import INVALID_VALUE
+from stream.contract.events import GoldenSample, TrainingEvent
+from stream.contract.processing import FROM_BEGINNING, Output, Processor, Record, Rejection, Result, Service
+from stream.contract.sensors import TrainingSensor
 
 from .cost import Estimate, check_budget, count_tokens, encoding_for, estimate
 from .dataset import Sample, invalid_messages, slug, write_dataset
-from .jobs import ACTIVE, TERMINAL, JobRecord, JobUpdate, merge, records_from_events
-from .metrics import TrainingMetrics
+from .jobs import ACTIVE, TERMINAL, JobRecord, JobUpdate, legacy_record, merge, records_from_events, step_metrics
+from .runner import JobRunner
 from .trainers import BaseTrainer, build_trainer
 from .trigger import decide, new_since, trained_through
 
@@ -62,6 +54,21 @@ CONFIGURED: Any = object()  # "build the trainer from settings.training"
 class _PartitionState(msgspec.Struct):
     samples: dict[str, list[Sample]] = {}  # function -> samples
     jobs: list[JobRecord] = []
+
+
+class _LegacyPartitionState(msgspec.Struct):
+    """A checkpoint written before job records held their latest event."""
+
+    samples: dict[str, list[Sample]] = {}
+    jobs: list[dict[str, Any]] = []
+
+
+def _read_state(raw: bytes) -> _PartitionState:
+    try:
+        return msgspec.json.decode(raw, type=_PartitionState)
+    except msgspec.ValidationError:
+        legacy = msgspec.json.decode(raw, type=_LegacyPartitionState)
+        return _PartitionState(samples=legacy.samples, jobs=[legacy_record(j) for j in legacy.jobs])
 
 
 def _dt(ts: float) -> datetime:
@@ -81,6 +88,7 @@ class TrainingProcessor(Processor):
         *,
         trainer: BaseTrainer | None = CONFIGURED,
         restore_from_topic: bool = True,
+        sensor: TrainingSensor | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -96,7 +104,7 @@ class TrainingProcessor(Processor):
         self._next_eval = 0.0
         self._dirty = True
         self._held: dict[str, float] = {}  # function -> time before which it is not retried after an error
-        self.metrics = TrainingMetrics(label_limit=settings.density.metric_functions)
+        self.sensor = sensor if sensor is not None else TrainingSensor()
         self._runner: Service | None = None
 
     # ----------------------------------------------------------------- runtime hooks
@@ -104,13 +112,8 @@ class TrainingProcessor(Processor):
     def restores_from_topic(self) -> bool:
         return self._restore
 
-    def bind_metrics(self, registry: CollectorRegistry) -> None:
-        self.metrics = TrainingMetrics(registry, self.settings.density.metric_functions)
-
     def services(self) -> Sequence[Service]:
         if self._runner is None and (self._restore or self.trainer is not None):
-            from .runner import JobRunner
-
             self._runner = JobRunner(self)
         return (self._runner,) if self._runner is not None else ()
 
@@ -147,7 +150,7 @@ class TrainingProcessor(Processor):
         ev = record.value
         if not isinstance(ev, GoldenSample):
             return f"expected a GoldenSample, got {type(ev).__name__}"
-        self.metrics.fn(ev.function_name)  # its job counters exist (at 0) before its first decision
+        self.sensor.on_function(ev.function_name)  # its job counters exist (at 0) before its first decision
         if key != f"{ev.function_name}/{ev.uuid}":
             return f"key {key[:200]!r} does not match the sample's function_name/uuid {ev.function_name}/{ev.uuid}"
         messages = tuple((m.role, m.content) for m in ev.messages)
@@ -231,16 +234,17 @@ class TrainingProcessor(Processor):
             },
         )
         rec = JobRecord(
-            job_id=job_id, function_name=fn, trainer=self.trainer_kind, base_model=self.base_model, status=status,
-            created_at=at, updated_at=at, n_train=ds.n_train, n_val=ds.n_val, est_tokens=est.tokens,
-            est_cost_usd=est.cost_usd, dataset_path=str(ds.directory), trained_through=ds.trained_through, error=error,
+            last=TrainingEvent(
+                job_id=job_id, function_name=fn, trainer=self.trainer_kind, base_model=self.base_model, status=status,  # type: ignore[arg-type]
+                at=at, n_train=ds.n_train, n_val=ds.n_val, est_tokens=est.tokens, est_cost_usd=est.cost_usd,
+                dataset_path=str(ds.directory), trained_through=ds.trained_through, error=error,
+            ),
+            created_at=at,
         )
         self._jobs[job_id] = rec
-        label = self.metrics.fn(fn)
-        self.metrics.cost.labels(label).set(est.cost_usd)
-        self.metrics.tokens.labels(label).set(est.tokens)
+        self.sensor.on_estimate(fn, est.cost_usd, est.tokens)
         if status == "queued" and self.trainer_kind == "openai":
-            self.metrics.spent.labels(label).inc(est.cost_usd)
+            self.sensor.on_spend(fn, est.cost_usd)
         log.info(
             "%s: %s (%d train / %d valid, %d tokens, $%.4f)%s -> %s",
             fn, status, ds.n_train, ds.n_val, est.tokens, est.cost_usd, f": {error}" if error else "", ds.directory,
@@ -261,7 +265,7 @@ class TrainingProcessor(Processor):
         """Estimated cost of the jobs started today (UTC), every function this instance knows of."""
         today = _dt(now).date()
         return sum(
-            j.est_cost_usd for j in self._jobs.values() if j.status in ACTIVE | TERMINAL and j.created_at.date() == today
+            j.last.est_cost_usd for j in self._jobs.values() if j.status in ACTIVE | TERMINAL and j.created_at.date() == today
         )
 
     def _job_id(self, fn: str, now: float, samples: list[Sample]) -> str:
@@ -283,51 +287,50 @@ class TrainingProcessor(Processor):
         if rec is None or not rec.active or rec.function_name not in self.owned_functions():
             return result
         now = _dt(self._clock())
-        changed_pid = bool(update.provider_job_id) and update.provider_job_id != rec.provider_job_id
+        changed_pid = bool(update.provider_job_id) and update.provider_job_id != rec.last.provider_job_id
         if update.provider_job_id:
-            rec = msgspec.structs.replace(rec, provider_job_id=update.provider_job_id)
-        label = self.metrics.fn(rec.function_name)
+            rec = rec.update(provider_job_id=update.provider_job_id)
+        fn = rec.function_name
+        self.sensor.on_function(fn)
         for st in update.steps:
             if rec.step is not None and st.step <= rec.step:
                 continue
             status_change = rec.status != "running"
-            rec = msgspec.structs.replace(
-                rec, status="running", step=st.step, train_loss=st.train_loss, valid_loss=st.valid_loss, updated_at=now
-            )
+            rec = rec.update(status="running", metrics=step_metrics(st.step, st.train_loss, st.valid_loss), at=now)
             if status_change:
-                self.metrics.jobs.labels(label, "running").inc()
+                self.sensor.on_status(fn, "running")
             if st.train_loss is not None:
-                self.metrics.loss.labels(label, "train").set(st.train_loss)
+                self.sensor.on_loss(fn, "train", st.train_loss)
             if st.valid_loss is not None:
-                self.metrics.loss.labels(label, "valid").set(st.valid_loss)
-            result.outputs.append(self._training_output(rec.event(now, with_metrics=True)))
+                self.sensor.on_loss(fn, "valid", st.valid_loss)
+            result.outputs.append(self._training_output(rec.event(now)))
             changed_pid = False
         new_status = update.status
         if new_status is not None and new_status != rec.status and not (new_status in ACTIVE and rec.status == "running" and update.steps):
-            rec = msgspec.structs.replace(
-                rec, status=new_status, updated_at=now,
-                fine_tuned_model=update.fine_tuned_model or rec.fine_tuned_model,
-                error=update.error if new_status in ("failed", "cancelled") else rec.error,
+            rec = rec.update(
+                status=new_status, at=now,
+                fine_tuned_model=update.fine_tuned_model or rec.last.fine_tuned_model,
+                error=update.error if new_status in ("failed", "cancelled") else rec.last.error,
             )
-            if new_status == "succeeded" and not rec.fine_tuned_model:
-                rec = msgspec.structs.replace(rec, status="failed", error="the trainer reported success without a model name")
+            if new_status == "succeeded" and not rec.last.fine_tuned_model:
+                rec = rec.update(status="failed", error="the trainer reported success without a model name")
             self._jobs[job_id] = rec
             self._dirty = True
             result.outputs.extend(self._status_outputs(rec))
-            log.info("%s: job %s is %s%s", rec.function_name, job_id, rec.status, f" ({rec.error})" if rec.error else "")
+            log.info("%s: job %s is %s%s", fn, job_id, rec.status, f" ({rec.last.error})" if rec.last.error else "")
         elif changed_pid:
-            rec = msgspec.structs.replace(rec, updated_at=now)
-            result.outputs.append(self._training_output(rec.event(now, with_metrics=True)))
+            rec = rec.update(at=now)
+            result.outputs.append(self._training_output(rec.event(now)))
         self._jobs[job_id] = rec
         self._update_gauges()
         return result
 
     def _status_outputs(self, rec: JobRecord) -> list[Output]:
-        self.metrics.jobs.labels(self.metrics.fn(rec.function_name), rec.status).inc()
-        outputs = [self._training_output(rec.event(rec.updated_at, with_metrics=True))]
-        if rec.status == "succeeded" and rec.fine_tuned_model:
+        self.sensor.on_status(rec.function_name, rec.status)
+        outputs = [self._training_output(rec.event(rec.updated_at))]
+        if rec.status == "succeeded" and rec.last.fine_tuned_model:
             outputs.append(Output("models", rec.function_name.encode(), events.encode(rec.model_updated(rec.updated_at))))
-            self.metrics.model_ready(rec.function_name, rec.updated_at.timestamp())
+            self.sensor.on_model(rec.function_name, rec.updated_at.timestamp())
         return outputs
 
     @staticmethod
@@ -344,7 +347,7 @@ class TrainingProcessor(Processor):
             known = self._jobs.get(job_id)
             self._jobs[job_id] = merge(known, rec) if known is not None else rec
             if rec.status == "succeeded":
-                self.metrics.model_ready(rec.function_name, rec.updated_at.timestamp())
+                self.sensor.on_model(rec.function_name, rec.updated_at.timestamp())
         self._restored |= partitions & set(self._parts)
         for fn in {j.function_name for j in self._jobs.values()}:
             self._prune(fn)
@@ -370,7 +373,7 @@ class TrainingProcessor(Processor):
         self._dirty = True
         if directory is None:
             return FROM_BEGINNING  # the compacted golden topic is the golden set: replay it
-        state = msgspec.json.decode((directory / "training.json").read_bytes(), type=_PartitionState)
+        state = _read_state((directory / "training.json").read_bytes())
         self._parts[partition] = {fn: {s.uuid: s for s in samples} for fn, samples in state.samples.items()}
         for rec in state.jobs:
             known = self._jobs.get(rec.job_id)
@@ -391,12 +394,10 @@ class TrainingProcessor(Processor):
     # ----------------------------------------------------------------- observability
     def _update_gauges(self) -> None:
         owned = self.owned_functions()
-        self.metrics.in_flight.set(sum(1 for j in self._jobs.values() if j.active and j.function_name in owned))
+        self.sensor.on_in_flight(sum(1 for j in self._jobs.values() if j.active and j.function_name in owned))
         for fn in owned:
             samples = self.samples(fn)
-            label = self.metrics.fn(fn)
-            self.metrics.golden.labels(label).set(len(samples))
-            self.metrics.new_samples.labels(label).set(new_since(samples, trained_through(self.jobs_of(fn))))
+            self.sensor.on_samples(fn, len(samples), new_since(samples, trained_through(self.jobs_of(fn))))
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

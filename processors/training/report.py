@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from stream import events
-from stream.config import TrainingSettings
-from stream.events import GoldenSample, ModelUpdated, TrainingEvent
+from stream.contract import events
+from stream.contract.config import TrainingSettings
+from stream.contract.events import GoldenSample, ModelUpdated, TrainingEvent
 
 from .cost import Estimate, estimate
 from .dataset import Dataset, Sample, split, write_dataset

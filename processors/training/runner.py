@@ -1,11 +1,12 @@
 """The job runner: the async side of engine 3, run by the runtime as a service.
 
-It never touches processor state directly: it asks the processor (through
-``ctx.call``/``ctx.apply``, i.e. on the worker thread) which jobs it owns, and
-reports what the trainer says through :meth:`TrainingProcessor.job_update`, whose
-events are produced before the runtime can checkpoint.  It also restores job
-history from ``vt.training`` whenever the processor takes a partition, and
-applies cancel requests written by ``vector-trainer train cancel``.
+It never touches processor state directly: it asks its :class:`JobBook` (the
+training processor, through ``ctx.call``/``ctx.apply``, i.e. on the worker thread)
+which jobs it owns, and reports what the trainer says through
+:meth:`JobBook.job_update`, whose events are produced before the runtime can
+checkpoint.  It also restores job history from ``vt.training`` (read through the
+service context) whenever the processor takes a partition, and applies cancel
+requests written by ``vector-trainer train cancel``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,19 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import msgspec
 
-from stream import events
-from stream.events import TrainingEvent
-from stream.logs import redact
-from stream.services import Service, ServiceContext
+from stream.contract import events
+from stream.contract.config import TrainingSettings
+from stream.contract.events import TrainingEvent
+from stream.contract.logs import redact
+from stream.contract.processing import Result, Service, ServiceContext
 
 from .dataset import slug
 from .jobs import TERMINAL, JobRecord, JobUpdate
 from .trainers import BaseTrainer, JobSpec, TrainerError
-
-if TYPE_CHECKING:
-    from .processor import TrainingProcessor
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +51,34 @@ def request_cancel(state_dir: Path, function_name: str, job_id: str | None) -> P
 
 
 def spec_of(rec: JobRecord, epochs: int) -> JobSpec:
-    assert rec.dataset_path is not None
-    directory = Path(rec.dataset_path)
+    job = rec.last
+    assert job.dataset_path is not None
+    directory = Path(job.dataset_path)
     valid = directory / "valid.jsonl"
     return JobSpec(
-        job_id=rec.job_id,
-        function_name=rec.function_name,
-        base_model=rec.base_model,
+        job_id=job.job_id,
+        function_name=job.function_name,
+        base_model=job.base_model,
         epochs=epochs,
         train_path=directory / "train.jsonl",
-        valid_path=valid if rec.n_val > 0 and valid.is_file() else None,
-        n_train=rec.n_train,
-        n_val=rec.n_val,
+        valid_path=valid if job.n_val > 0 and valid.is_file() else None,
+        n_train=job.n_train,
+        n_val=job.n_val,
     )
+
+
+class JobBook(Protocol):
+    """The side of the training processor the runner works with (every call on the worker thread)."""
+
+    cfg: TrainingSettings
+    trainer: BaseTrainer | None
+
+    @property
+    def restores_from_topic(self) -> bool: ...
+    def partitions_to_restore(self) -> set[int]: ...
+    def restore(self, history: list[TrainingEvent], partitions: set[int]) -> Result: ...
+    def owned_active_jobs(self) -> list[JobRecord]: ...
+    def job_update(self, job_id: str, update: JobUpdate) -> Result: ...
 
 
 class JobRunner(Service):
@@ -72,7 +86,7 @@ class JobRunner(Service):
 
     name: ClassVar[str] = "training-jobs"
 
-    def __init__(self, processor: TrainingProcessor) -> None:
+    def __init__(self, processor: JobBook) -> None:
         self.proc = processor
         self.trainer: BaseTrainer | None = processor.trainer
         self.cfg = processor.cfg
@@ -161,12 +175,12 @@ class JobRunner(Service):
         for job_id, rec in wanted.items():
             if job_id in self._tasks:
                 continue
-            if self.trainer is None or rec.trainer != self.trainer.kind:
+            if self.trainer is None or rec.last.trainer != self.trainer.kind:
                 if job_id not in self._ignored:
                     self._ignored.add(job_id)
                     log.warning(
                         "job %s of %s was started by trainer %r but this instance runs %r: not following it",
-                        job_id, rec.function_name, rec.trainer, self.trainer.kind if self.trainer else "none",
+                        job_id, rec.function_name, rec.last.trainer, self.trainer.kind if self.trainer else "none",
                     )
                 continue
             self._tasks[job_id] = asyncio.create_task(self._drive(ctx, rec, self.trainer), name=f"vt-job-{job_id}")
@@ -193,7 +207,7 @@ class JobRunner(Service):
     async def _drive_inner(self, ctx: ServiceContext, rec: JobRecord, trainer: BaseTrainer) -> None:
         spec = spec_of(rec, self.cfg.epochs)
         backoff = self.cfg.poll_initial_s
-        pid = rec.provider_job_id
+        pid = rec.last.provider_job_id
         while pid is None:
             if self._cancel_requested(rec):
                 await self._report(ctx, rec.job_id, JobUpdate(status="cancelled", error="cancelled on request before it started"))

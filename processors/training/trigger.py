@@ -29,7 +29,7 @@ class Decision:
 
 def trained_through(jobs: Iterable[JobRecord]) -> datetime | None:
     """The newest sample time any earlier dataset of the function included."""
-    times = [j.trained_through for j in jobs if j.status in CONSUMED_DATA and j.trained_through is not None]
+    times = [j.last.trained_through for j in jobs if j.status in CONSUMED_DATA and j.last.trained_through is not None]
     return max(times) if times else None
 
 

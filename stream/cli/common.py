@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from ..config import ConfigError, Settings, parse_assignments
+from stream.contract.config import ConfigError, Settings, parse_assignments
 
 app = typer.Typer(
     name="vector-trainer",
@@ -57,7 +57,7 @@ def _need_bootstrap(settings: Settings) -> str:
 
 
 def _init_logging(settings: Settings) -> None:
-    from ..logs import setup_logging
+    from stream.contract.logs import setup_logging
 
     setup_logging(settings.log_level)
 

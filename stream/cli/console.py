@@ -43,14 +43,14 @@ def console_cmd(
     Changes (hook rollback, training cancel, dead-letter replay) need the bearer token in
     VT_CONSOLE_TOKEN; without it the console is read-only.
     """
-    from ..console.server import serve
+    from ..tools.console.server import serve
 
     s = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix, sets=sets)
     _need_bootstrap(s)
     _init_logging(s)
     import os
 
-    from ..console.app import TOKEN_ENV
+    from ..tools.console.app import TOKEN_ENV
 
     mode = "read-write (bearer token set)" if os.environ.get(TOKEN_ENV) else f"read-only ({TOKEN_ENV} not set)"
 
@@ -79,12 +79,12 @@ def dlq_replay(
 
     Dead letters whose value was cut (value_truncated) or empty are skipped and listed.
     """
-    from ..console.replay import replay, select
-    from ..console.state import DlqEntry, parse_since
-    from ..deadletter import REASONS
-    from ..events import DeadLetter
-    from ..topic_io import read_topic
-    from ..topics import TopicNames
+    from ..tools.console.replay import replay, select
+    from ..tools.console.state import DlqEntry, parse_since
+    from ..contract.deadletter import REASONS
+    from ..contract.events import DeadLetter
+    from ..runtime.kafka import read_topic
+    from ..contract.topics import TopicNames
 
     if reason is None and since is None and not ids:
         console.print("[red]say which dead letters:[/red] --reason, --since and/or --id")

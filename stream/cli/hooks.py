@@ -27,17 +27,16 @@ def _hook_store(state_dir: Optional[Path], bootstrap: Optional[str], topic_prefi
     """The version store under the state dir, first refreshed from the hooks topic when a broker is configured."""
     import os
 
-    from processors.feedback.admin import sync_from_topic
-    from processors.feedback.release import SIGNING_KEY_ENV
     from processors.feedback.versions import VersionStore
-
-    from ..topics import TopicNames
+    from stream.contract.hooks.release import SIGNING_KEY_ENV
+    from stream.contract.topics import TopicNames
+    from stream.tools.hooks import sync_store
 
     s = load_settings(state_dir=state_dir, bootstrap=bootstrap, topic_prefix=topic_prefix)
     store = VersionStore(s.state_dir / "hooks")
     if s.bootstrap is not None:
         try:
-            stored, refused = asyncio.run(sync_from_topic(s.bootstrap, TopicNames(s.topic_prefix), store, os.environ.get(SIGNING_KEY_ENV) or None))
+            stored, refused = asyncio.run(sync_store(s.bootstrap, TopicNames(s.topic_prefix), store, os.environ.get(SIGNING_KEY_ENV) or None))
         except LookupError as exc:
             console.print(f"[yellow]{exc}[/yellow]")
         else:
@@ -86,7 +85,7 @@ def hooks_show(
     topic_prefix: Prefix = None,
 ) -> None:
     """One version: its rules with their support, the prompt instructions, validation and digest."""
-    from processors.feedback.rules import describe
+    from processors.feedback.ruleset import describe
 
     _s, store = _hook_store(state_dir, bootstrap, topic_prefix)
     try:
@@ -143,10 +142,10 @@ def hooks_rollback(
     """
     import os
 
-    from processors.feedback.admin import publish, rollback_release
-    from processors.feedback.release import SIGNING_KEY_ENV
-
-    from ..topics import TopicNames
+    from processors.feedback.admin import rollback_release
+    from stream.contract.hooks.release import SIGNING_KEY_ENV
+    from stream.contract.topics import TopicNames
+    from stream.tools.hooks import publish_release
 
     s, store = _hook_store(state_dir, bootstrap, topic_prefix)
     bootstrap_ = _need_bootstrap(s)
@@ -155,7 +154,7 @@ def hooks_rollback(
     except (KeyError, ValueError) as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(1) from None
-    asyncio.run(publish(bootstrap_, TopicNames(s.topic_prefix), release))
+    asyncio.run(publish_release(bootstrap_, TopicNames(s.topic_prefix), release))
     store.put(release)
     out.print(f"published {function} v{release.version} with the {len(release.rules)} rules of v{to}; {len(release.vetoed)} rule(s) vetoed")
 
@@ -172,8 +171,8 @@ def hooks_export(
     """Write a version's generated_prompt_hook.py (after checking its digest and, with a key, its signature)."""
     import os
 
-    from processors.feedback.hookgen import HookScriptGenerator
-    from processors.feedback.release import (
+    from stream.contract.hooks.generator import HookScriptGenerator
+    from stream.contract.hooks.release import (
         SIGNING_KEY_ENV,
         ReleaseError,
         verify_release,
@@ -205,7 +204,7 @@ def synthesize(
     The seed's batch use.  Settings such as -c feedback.min_support=5 apply.
     """
     from processors.feedback.admin import PairsFileError, read_pairs, synthesize_offline
-    from processors.feedback.rules import describe
+    from processors.feedback.ruleset import describe
 
     s = load_settings(sets=sets)
     try:

@@ -27,7 +27,7 @@ def dashboards_build(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for <uid>.json (compose provisions dashboards/json).")] = Path("dashboards/json"),
 ) -> None:
     """Write the dashboards (pipeline, density, hooks, training) as Grafana JSON."""
-    from ..dashboards import write
+    from stream.tools.dashboards import write
 
     for path in write(out_dir):
         out.print(f"wrote {path}")
@@ -43,8 +43,8 @@ def dashboards_push(
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 10.0,
 ) -> None:
     """Create or update the dashboards in Grafana (by uid, overwrite), in one folder. Run it again any time."""
-    from ..dashboards import all_dashboards, load
-    from ..grafana import DashboardPusher, PushError
+    from stream.tools.dashboards import all_dashboards, load
+    from stream.tools.grafana import DashboardPusher, PushError
 
     boards = load(from_dir) if from_dir is not None else [d.to_json() for d in all_dashboards()]
     if not boards:
@@ -69,7 +69,7 @@ def top(
     once: Annotated[bool, typer.Option("--once", help="Print one screen and exit (for scripts and logs).")] = False,
 ) -> None:
     """Live terminal dashboard of one processor: throughput, lag, dead letters, golden sets, hooks, training."""
-    from .. import top as top_mod
+    from stream.tools import top as top_mod
 
     if once:
         now, error = top_mod.fetch(url)
@@ -97,8 +97,8 @@ def plot(
     the density checkpoints in --state-dir; loss curves of the fine-tuning jobs from the
     training topic (--bootstrap) or --training-jsonl.
     """
-    from .. import plot as plot_mod
-    from ..topics import TopicNames
+    from stream.contract.topics import TopicNames
+    from stream.tools import plot as plot_mod
 
     s = load_settings(state_dir=state_dir, bootstrap=bootstrap, topic_prefix=topic_prefix, sets=sets)
     written: list[Path] = []

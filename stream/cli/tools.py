@@ -59,7 +59,7 @@ def schema(
     topic: Annotated[Optional[str], typer.Option(help="Only this logical topic.")] = None,
 ) -> None:
     """JSON Schema (draft 2020-12) of every event, generated from the msgspec structs."""
-    from ..events import json_schemas
+    from stream.contract.events import json_schemas
 
     schemas = json_schemas()
     if topic is not None:

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..config import Settings
+from stream.contract.config import Settings
+
 from .common import (
     Bootstrap,
     Prefix,
@@ -25,8 +26,8 @@ train_app = typer.Typer(help="Fine-tuning (engine 3): golden datasets and traini
 app.add_typer(train_app, name="train", rich_help_panel="Engines")
 
 async def _read(settings: Settings, *logical: str) -> dict[str, list[Any]]:
-    from ..topic_io import read_topic
-    from ..topics import TopicNames
+    from stream.contract.topics import TopicNames
+    from stream.runtime.kafka import read_topic
 
     names = TopicNames(settings.topic_prefix)
     out = {}

@@ -36,11 +36,12 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.config import Settings
-from stream.events import DeadLetter, utcnow
-from stream.processing import Output
-from stream.topic_io import at_highwater
-from stream.topics import DLQ, EXECUTIONS, TopicNames
+from stream.contract.config import Settings
+from stream.contract.events import DeadLetter, utcnow
+from stream.contract.processing import Output
+from stream.contract.topics import DLQ, EXECUTIONS, TopicNames
+from stream.runtime import kafka
+from stream.runtime.kafka import at_highwater
 
 from . import vw
 from .mapping import map_execution
@@ -303,15 +304,10 @@ class Backfill:
         report = ImportReport(resumed=resumed, cursor=cursor)
         if self.restart:
             self.cursor_file.remove()
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id="vt-vectorwave-import",
-            acks="all",
-            enable_idempotence=False,
-            linger_ms=5,
-            max_request_size=max(1_048_576, self._max_bytes + 65_536),
+        producer = kafka.producer(
+            self.bootstrap, client_id="vt-vectorwave-import", max_request_size=max(1_048_576, self._max_bytes + 65_536)
         )
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id="vt-vectorwave-import", enable_auto_commit=False)
+        consumer = kafka.reader(self.bootstrap, client_id="vt-vectorwave-import", auto_offset_reset="latest")
         await producer.start()
         try:
             await consumer.start()
@@ -341,17 +337,7 @@ class Backfill:
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         tps: list[TopicPartition] = []
         for logical in (EXECUTIONS, DLQ):
-            topic = self.names.physical(logical)
-            parts = None
-            for _ in range(50):
-                parts = consumer.partitions_for_topic(topic)
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call for this
-                await asyncio.sleep(0.1)
-            if not parts:
-                raise LookupError(f"topic {topic!r} does not exist (create it with: vector-trainer topics create)")
-            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+            tps.extend(await kafka.partitions(consumer, self.names.physical(logical), timeout=5.0))
         return tps
 
     async def _page(

@@ -32,12 +32,12 @@ from typing import Any, ClassVar
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from stream import events
-from stream.config import Settings
-from stream.deadletter import INVALID_VALUE, PROCESSING_ERROR, dead_letter
-from stream.events import GoldenSample
-from stream.processing import FROM_COMMITTED, Output, Processor, Record, Rejection, Result
-from stream.topics import DLQ, GOLDEN, TopicNames
+from stream.contract import events
+from stream.contract.config import Settings
+from stream.contract.deadletter import INVALID_VALUE, PROCESSING_ERROR, dead_letter
+from stream.contract.events import GoldenSample
+from stream.contract.processing import FROM_COMMITTED, Output, Processor, Record, Rejection, Result
+from stream.contract.topics import DLQ, GOLDEN, TopicNames
 
 from . import vw
 
@@ -121,6 +121,7 @@ class GoldenWriteBack(Processor):
         retry_s: float = 5.0,
         give_up_s: float = 600.0,
         dlq_value_max_bytes: int = 65_536,
+        registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dataset = dataset
@@ -132,10 +133,11 @@ class GoldenWriteBack(Processor):
         self.dlq_value_max_bytes = dlq_value_max_bytes
         self.clock = clock
         self._pending: dict[int, dict[str, _Pending]] = {}
-        self.metrics = GoldenMetrics(CollectorRegistry())
+        self.metrics = GoldenMetrics(registry if registry is not None else CollectorRegistry())
+        self.metrics.pending.set_function(lambda: float(sum(len(p) for p in self._pending.values())))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GoldenWriteBack:
+    def from_settings(cls, settings: Settings, registry: CollectorRegistry | None = None) -> GoldenWriteBack:
         vs = settings.vectorwave
         vw.configure(vs.mode or ("lite" if vs.lite_path is not None else None), vs.lite_path)
         return cls(
@@ -146,11 +148,8 @@ class GoldenWriteBack(Processor):
             retry_s=vs.golden_retry_s,
             give_up_s=vs.golden_give_up_s,
             dlq_value_max_bytes=settings.runtime.dlq_value_max_bytes,
+            registry=registry,
         )
-
-    def bind_metrics(self, registry: CollectorRegistry) -> None:
-        self.metrics = GoldenMetrics(registry)
-        self.metrics.pending.set_function(lambda: float(sum(len(p) for p in self._pending.values())))
 
     # ------------------------------------------------------------------ records
     def process(self, records: list[Record]) -> Result:

@@ -8,7 +8,7 @@ import logging
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from stream.config import Settings
+from stream.contract.config import Settings
 
 from . import vw
 from .backfill import Backfill, CursorError, ImportReport, PageReport, VectorWaveExecutions, parse_since

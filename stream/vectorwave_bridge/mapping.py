@@ -22,8 +22,8 @@ from typing import Any
 
 import msgspec
 
-from stream import events
-from stream.deadletter import DecodeFailure, decode_input
+from stream.contract import events
+from stream.contract.deadletter import DecodeFailure, decode_input
 
 # VectorWave's own fields of an execution record; everything else is an input
 # (VectorWave's archiver uses the same split when it exports training data).

@@ -36,9 +36,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from stream.config import Settings
-from stream.processing import Output
-from stream.topics import EXECUTIONS, TopicNames
+from stream.contract.config import Settings
+from stream.contract.processing import Output
+from stream.contract.topics import EXECUTIONS, TopicNames
+from stream.runtime import kafka
 
 from . import vw
 from .mapping import map_execution
@@ -257,13 +258,8 @@ class ExecutionMirror:
         return outputs
 
     async def _main(self) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id="vt-vectorwave-mirror",
-            acks="all",
-            enable_idempotence=False,
-            linger_ms=5,
-            max_request_size=max(1_048_576, self._max_bytes + 65_536),
+        producer = kafka.producer(
+            self.bootstrap, client_id="vt-vectorwave-mirror", max_request_size=max(1_048_576, self._max_bytes + 65_536)
         )
         backoff = self._backoff
         while True:

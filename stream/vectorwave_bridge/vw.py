@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream import events
-from stream.deadletter import DecodeFailure, dead_letter
-from stream.processing import Output
-from stream.topics import DLQ
+from stream.contract import events
+from stream.contract.deadletter import DecodeFailure, dead_letter
+from stream.contract.processing import Output
+from stream.contract.topics import DLQ
 
 INSTALL_HINT = "the VectorWave bridge needs the 'vectorwave' package: pip install 'vector-trainer[vectorwave]'"
 

@@ -36,14 +36,14 @@ import time
 import hnswlib
 import numpy as np
 
+from processors.density import DensityProcessor
 from processors.density.index import SUCCESS, FunctionIndex, IndexParams
 from processors.density.rangesearch import RangeSearcher, _bucket
 from processors.density.vectors import from_fixed
-from processors.density import DensityProcessor
-from stream.config import DensitySettings
-from stream.processing import Record
-from stream.traffic import TrafficGenerator
-from tests.density_helpers import clustered, exact_densities
+from stream.contract.config import DensitySettings
+from stream.contract.processing import Record
+from stream.tools.traffic import TrafficGenerator
+from tests.support.density import clustered, exact_densities
 
 EPS = 0.3
 DIM = 384

@@ -38,12 +38,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from stream.broker import EmbeddedBroker
-from stream.scrape import Scrape
-from stream.topic_io import produce_traffic
-from stream.topics import TopicNames, ensure_topics
-from stream.traffic import DEMO_FUNCTIONS, TrafficGenerator
-from tests.faults import INPUTS, ProcessorProcess, wait_drained
+from stream.contract.topics import TopicNames
+from stream.runtime.broker import EmbeddedBroker
+from stream.runtime.kafka import ensure_topics
+from stream.tools.scrape import Scrape
+from stream.tools.traffic import DEMO_FUNCTIONS, TrafficGenerator, produce_traffic
+from tests.support.faults import INPUTS, ProcessorProcess, wait_drained
 
 DIM = 384
 SELECT_INTERVAL_S = 5.0  # density.select_interval_s, the default

@@ -13,10 +13,10 @@ import time
 
 from processors.feedback.diff import similarity
 from processors.feedback.pairs import Pair, split
-from processors.feedback.rules import apply_output
+from processors.feedback.ruleset import apply_output
 from processors.feedback.synthesizer import RuleSetSynthesizer
-from stream.events import Feedback
-from stream.traffic import TrafficGenerator
+from stream.contract.events import Feedback
+from stream.tools.traffic import TrafficGenerator
 
 
 def heldout_report(seed: int = 7, events: int = 9000, heldout_fraction: float = 0.2) -> dict[str, dict[str, float]]:

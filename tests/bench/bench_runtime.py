@@ -13,13 +13,13 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer
 
-from stream.broker import EmbeddedBroker
-from stream.config import RuntimeSettings, Settings
-from stream.processing import Processor, Record, Result
-from stream.runtime import Runtime
-from stream.topic_io import produce_traffic
-from stream.topics import TopicNames, ensure_topics
-from stream.traffic import TrafficGenerator
+from stream.contract.config import RuntimeSettings, Settings
+from stream.contract.processing import Processor, Record, Result
+from stream.contract.topics import TopicNames
+from stream.runtime.broker import EmbeddedBroker
+from stream.runtime.kafka import ensure_topics
+from stream.runtime.loop import Runtime
+from stream.tools.traffic import TrafficGenerator, produce_traffic
 
 
 class _Count(Processor):

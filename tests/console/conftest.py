@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream.broker import EmbeddedBroker
+from stream.runtime.broker import EmbeddedBroker
 
-from .stack import Stack, build
+from tests.support.console import Stack, build
 
 
 @pytest.fixture(scope="session")

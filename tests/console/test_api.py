@@ -1,4 +1,4 @@
-"""The console's JSON API against a running processor on the real broker (tests/console/stack.py)."""
+"""The console's JSON API against a running processor on the real broker (tests/support/console.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import httpx
 import msgspec
 import pytest
 
-from stream import events
-from stream.scrape import Scrape
-from stream.topic_io import latest_by_key, read_topic
-from stream.traffic import Labelled
+from stream.contract import events
+from stream.tools.scrape import Scrape
+from stream.runtime.kafka import latest_by_key, read_topic
+from stream.tools.traffic import Labelled
 
-from .stack import HOOKS_FN, HOSTILE, HOSTILE_FN, TOKEN, Stack, wait_until
+from tests.support.console import HOOKS_FN, HOSTILE, HOSTILE_FN, TOKEN, Stack, wait_until
 
 pytestmark = pytest.mark.broker
 

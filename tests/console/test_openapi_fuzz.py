@@ -16,12 +16,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from starlette.testclient import TestClient
 
-from stream.config import Settings
-from stream.console.app import create_app
-from stream.console.state import FOLLOWED, ConsoleState
-from stream.topic_io import read_topic
+from stream.contract.config import Settings
+from stream.tools.console.app import create_app
+from stream.tools.console.state import FOLLOWED, ConsoleState
+from stream.runtime.kafka import read_topic
 
-from .stack import Stack
+from tests.support.console import Stack
 
 pytestmark = pytest.mark.broker
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from stream import events
-from stream.traffic import Labelled
+from stream.contract import events
+from stream.tools.traffic import Labelled
 
-from .stack import HOOKS_FN, HOSTILE, HOSTILE_FN, TOKEN, Stack, wait_until
+from tests.support.console import HOOKS_FN, HOSTILE, HOSTILE_FN, TOKEN, Stack, wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from stream import events
-from stream.topic_io import read_topic
+from stream.contract import events
+from stream.runtime.kafka import read_topic
 from stream.vectorwave_bridge.backfill import Backfill, CursorError, CursorFile, VectorWaveExecutions, parse_since
-
-from .conftest import LiteStore, hashing_vector
+from tests.support import ROOT
+from tests.support.vectorwave import LiteStore, hashing_vector
 
 pytestmark = pytest.mark.broker
 
@@ -194,7 +194,7 @@ async def test_cli_import_killed_mid_run_then_resumed_produces_each_once(make_se
     rows = [_execution(i, T0 + timedelta(milliseconds=250 * i)) for i in range(400)]
     _store(lite, rows)
     cursor = CursorFile(settings.state_dir / "vectorwave" / "import-cursor.json")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     # First run: SIGKILL (no chance to clean up) once it is well under way.
     proc = subprocess.Popen(_cli(settings, lite, "--since", "2026-03-01", "--page-size", "7"), env=env, cwd=tmp_path,

@@ -9,18 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
+from prometheus_client import CollectorRegistry
 from vectorwave.database.dataset import VectorWaveDatasetManager
 
-from stream import events
-from stream.events import ChatMessage, GoldenSample
-from stream.processing import Record
-from stream.service import build_processors
-from stream.topic_io import produce_traffic, read_topic
-from stream.traffic import Labelled
+from stream.contract import events
+from stream.contract.events import ChatMessage, GoldenSample
+from stream.contract.processing import Record
+from stream.pipeline import build_processors
+from stream.runtime.kafka import read_topic
+from stream.tools.traffic import Labelled, produce_traffic
 from stream.vectorwave_bridge.golden import TAG, GoldenDataset, GoldenWriteBack
-
-from ..conftest import metric, running, wait_for
-from .conftest import LiteStore, hashing_vector
+from tests.support.runtime import metric, running, wait_for
+from tests.support.vectorwave import LiteStore, hashing_vector
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -84,8 +84,9 @@ async def test_golden_samples_registered_once_and_removed_on_tombstones(make_set
     ]
     await produce_traffic(settings.bootstrap, topics.physical, traffic)
 
-    writeback = GoldenWriteBack(GoldenDataset(), golden_topic=topics.physical("golden"), retry_s=0.2, give_up_s=120)
-    async with running(settings, [writeback]) as rt:
+    registry = CollectorRegistry()
+    writeback = GoldenWriteBack(GoldenDataset(), golden_topic=topics.physical("golden"), retry_s=0.2, give_up_s=120, registry=registry)
+    async with running(settings, [writeback], registry=registry) as rt:
         await wait_for(lambda: metric(rt, "vt_events_consumed_total", topic="golden") >= len(traffic), what="golden consumed")
         await wait_for(lambda: metric(rt, "vt_vectorwave_golden_pending") == 1, what="the late sample waiting")
         rows = _golden_rows(lite)
@@ -116,7 +117,8 @@ async def test_golden_samples_registered_once_and_removed_on_tombstones(make_set
     # A fresh instance (new group) replays the whole topic: nothing is registered twice.  (The
     # embedded broker does not compact, so the replay also sees stored[3] enter and leave again.)
     again = make_settings(group_id=settings.group_id + "-2", topic_prefix=settings.topic_prefix)
-    async with running(again, [GoldenWriteBack(GoldenDataset(), golden_topic=topics.physical("golden"))]) as rt2:
+    registry2 = CollectorRegistry()
+    async with running(again, [GoldenWriteBack(GoldenDataset(), golden_topic=topics.physical("golden"), registry=registry2)], registry=registry2) as rt2:
         await wait_for(lambda: metric(rt2, "vt_events_consumed_total", topic="golden") >= len(traffic), what="replay consumed")
         await asyncio.sleep(0.3)
         assert metric(rt2, "vt_vectorwave_golden_writeback_total", result="already_registered") == 5
@@ -165,7 +167,7 @@ def test_only_selected_strategies_are_written_back(lite: LiteStore) -> None:
 
 def test_run_registers_the_writeback_only_when_enabled(make_settings, lite: LiteStore) -> None:
     assert "vectorwave-golden" not in [p.name for p in build_processors(make_settings())]
-    from stream.config import VectorWaveSettings
+    from stream.contract.config import VectorWaveSettings
 
     on = make_settings(vectorwave=VectorWaveSettings(golden_writeback=True, mode="lite", lite_path=lite.path))
     names = [p.name for p in build_processors(on)]

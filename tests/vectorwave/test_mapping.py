@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from stream import deadletter, events
+from stream.contract import deadletter, events
 from stream.vectorwave_bridge.mapping import map_execution
 
 TS = "2026-11-24T19:36:35.180751+00:00"

@@ -10,12 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from vectorwave import vectorize
 
-from stream import events
-from stream.topic_io import read_topic
+from stream.contract import events
+from stream.runtime.kafka import read_topic
 from stream.vectorwave_bridge import mirror_executions
 from stream.vectorwave_bridge.mirror import ExecutionMirror
-
-from .conftest import LiteStore
+from tests.support.vectorwave import LiteStore
 
 pytestmark = pytest.mark.broker
 

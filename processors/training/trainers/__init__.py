@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stream.config import ConfigError, TrainingSettings
+from stream.contract.config import ConfigError, TrainingSettings
 
 from .base import BaseTrainer, JobSpec, TrainerError
 from .local_trainer import LocalTrainer

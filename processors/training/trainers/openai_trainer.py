@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import openai
 from openai import AsyncOpenAI
 
-from stream.logs import redact, secrets
+from stream.contract.logs import redact, secrets
 
 from ..jobs import JobUpdate, StepMetrics
 from .base import BaseTrainer, JobSpec, TrainerError

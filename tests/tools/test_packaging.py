@@ -1,0 +1,88 @@
+"""The lock is current: every dependency pyproject.toml names is pinned (with hashes) in the
+files `make venv` and the Dockerfile install, within pyproject's ranges, and this venv holds
+exactly those versions (`make test-latest` sets VT_TEST_LATEST and is exempt from that check)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from importlib import metadata
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from tests.support import ROOT
+
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+LOCKED_EXTRAS = ("dev", "vectorwave-lite")  # what the Makefile installs
+
+
+def _pins(name: str) -> dict[str, tuple[str, int]]:
+    """package -> (version, number of hashes) of one lock file."""
+    text = (ROOT / "requirements" / name).read_text()
+    pins: dict[str, tuple[str, int]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        m = re.match(r"([A-Za-z0-9_.\-\[\]]+)==([^\s\\;]+)", block)
+        if m:
+            pins[canonicalize_name(m.group(1).split("[")[0])] = (m.group(2), block.count("--hash=sha256:"))
+    return pins
+
+
+def _requirements(*extras: str) -> list[Requirement]:
+    reqs = [Requirement(r) for r in PROJECT["dependencies"]]
+    for extra in extras:
+        reqs += [Requirement(r) for r in PROJECT["optional-dependencies"][extra]]
+    return reqs
+
+
+@pytest.mark.parametrize(("lock", "extras"), [("dev.txt", LOCKED_EXTRAS), ("runtime.txt", ())])
+def test_every_dependency_is_pinned_with_hashes_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
+    pins = _pins(lock)
+    assert pins, f"requirements/{lock} pins nothing"
+    unhashed = [name for name, (_v, hashes) in pins.items() if hashes == 0]
+    assert unhashed == [], f"pinned without a hash in requirements/{lock}: {unhashed}"
+    for req in _requirements(*extras):
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req} is not in requirements/{lock}: run 'make lock'"
+        assert req.specifier.contains(pins[name][0], prereleases=True), (
+            f"requirements/{lock} pins {name}=={pins[name][0]} outside pyproject's {req}: run 'make lock'"
+        )
+    for build in ("setuptools", "wheel"):  # the project is installed with --no-build-isolation
+        assert build in pins, f"the build backend {build} is not locked in requirements/{lock}"
+
+
+def test_the_image_lock_agrees_with_the_development_lock() -> None:
+    dev, runtime = _pins("dev.txt"), _pins("runtime.txt")
+    differ = {n: (v, dev[n][0]) for n, (v, _h) in runtime.items() if n in dev and dev[n][0] != v}
+    assert differ == {}, f"runtime.txt and dev.txt pin different versions: {differ}"
+    assert set(runtime) <= set(dev)
+
+
+def test_the_dockerfile_and_the_makefile_install_from_the_lock() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements/runtime.txt" in dockerfile
+    assert "--no-deps --no-build-isolation ." in dockerfile
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCK        := requirements/dev.txt" in makefile and "--require-hashes -r $(LOCK)" in makefile
+    assert "--require-hashes --no-deps -r $(LOCK_NODEPS)" in makefile
+
+
+@pytest.mark.skipif(os.environ.get("VT_TEST_LATEST") == "1", reason="make test-latest runs without the lock on purpose")
+def test_this_venv_holds_exactly_the_locked_versions() -> None:
+    pins = {**_pins("dev.txt"), **_pins("vectorwave-nodeps.txt")}
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    wrong = {name: (installed.get(name), version) for name, (version, _h) in pins.items() if installed.get(name) != version}
+    assert wrong == {}, f"installed (got, locked) differ: {wrong}; 'make test' installs the lock"
+
+
+def test_the_supported_python_versions_are_the_tested_ones() -> None:
+    """pyproject states 3.11 (the version CI runs and the lock is resolved for)."""
+    classifiers = [c for c in PROJECT["classifiers"] if c.startswith("Programming Language :: Python :: 3.")]
+    assert classifiers == ["Programming Language :: Python :: 3.11"]
+    assert PROJECT["requires-python"] == ">=3.11"
+    if os.environ.get("VT_TEST_LATEST") != "1":
+        assert sys.version_info[:2] == (3, 11), "the lock is resolved for Python 3.11"
+    lock_header = (ROOT / "Makefile").read_text()
+    assert lock_header.count("--python-version 3.11") == 4
