@@ -201,6 +201,8 @@ def build(bootstrap: str, workdir: Path, *, events_: int = 2500, seed: int = 11)
         wait_until(lambda: len(stack.get(f"/api/v1/functions/{HOOKS_FN}/hooks")["versions"]) >= 2, timeout=90, what="hooks_fn v2")
         wait_until(lambda: stack.get(f"/api/v1/functions/{HOSTILE_FN}/golden")["total"] > 0, timeout=90, what="hostile golden samples")
         wait_until(lambda: stack.get("/api/v1/overview")["consumer_lag"] == 0, timeout=120, what="the processor to drain")
+        wait_until(lambda: any(f["last_job"] for f in stack.get("/api/v1/functions")["functions"]), timeout=90,
+                   what="a training decision (an export: the trainer is 'none')")
     except BaseException:
         stack.stop()
         raise
