@@ -16,10 +16,12 @@ HOOKS = "hooks"
 TRAINING = "training"
 MODELS = "models"
 DLQ = "dlq"
+CURATION = "curation"
 
-ALL = (EXECUTIONS, FEEDBACK, GOLDEN, HOOKS, TRAINING, MODELS, DLQ)
-COMPACTED = frozenset({GOLDEN, HOOKS})
-INPUTS = (EXECUTIONS, FEEDBACK)
+ALL = (EXECUTIONS, FEEDBACK, GOLDEN, HOOKS, TRAINING, MODELS, DLQ, CURATION)
+# curation: an operator's decision per golden key (reject or pin); a tombstone clears it.
+COMPACTED = frozenset({GOLDEN, HOOKS, CURATION})
+INPUTS = (EXECUTIONS, FEEDBACK, CURATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class TopicNames:
 
 def topic_configs(logical: str) -> dict[str, str]:
     if logical in COMPACTED:
-        # The compacted topics *are* the current golden set / current hook per function.
+        # The compacted topics *are* the current golden set / current hook per function / current decisions.
         return {"cleanup.policy": "compact"}
     return {"cleanup.policy": "delete"}
 
