@@ -187,3 +187,29 @@ def test_read_only_console_page(stack: Stack, browser: Any) -> None:
         assert tab.errors == [], tab.errors
     finally:
         tab.close()
+
+
+def test_reject_clicked_removes_the_sample_once_it_comes_back_through_kafka(stack: Stack, browser: Any) -> None:
+    from tests.support.console import clustered_logs
+
+    fn = "curation_page_fn"
+    stack.produce(clustered_logs(fn, seed=33))
+    golden = wait_until(lambda: stack.get(f"/api/v1/functions/{fn}/golden")["items"], timeout=60, what="the golden set")
+    victim = golden[0]["uuid"]
+    # The page also draws the map, read from the processor's checkpoint: wait until one holds the function.
+    wait_until(lambda: stack.get(f"/api/v1/functions/{fn}/map"), timeout=30, what="the function's map")
+    tab = Tab(browser, f"{stack.url}/functions/{fn}", token=TOKEN)
+    try:
+        row = f'#golden tbody tr[data-uuid="{victim}"]'
+        tab.page.wait_for_selector(row, timeout=20_000)
+        tab.page.click(f"{row} button.reject")
+        tab.page.wait_for_selector(row, state="detached", timeout=30_000)  # after the processor's tombstone was read back
+        tab.page.wait_for_selector(f'#curation tbody tr[data-uuid="{victim}"]', timeout=10_000)
+        assert "reject" in tab.page.locator(f'#curation tbody tr[data-uuid="{victim}"]').inner_text()
+        # Clear it again from the curation table: the sample comes back.
+        tab.page.click(f'#curation tbody tr[data-uuid="{victim}"] button.clear')
+        tab.page.wait_for_selector(row, timeout=30_000)
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.close()
+    assert victim in {s["uuid"] for s in stack.get(f"/api/v1/functions/{fn}/golden", limit=500)["items"]}

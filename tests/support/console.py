@@ -207,3 +207,20 @@ def build(bootstrap: str, workdir: Path, *, events_: int = 2500, seed: int = 11)
         stack.stop()
         raise
     return stack
+
+
+def clustered_logs(function: str, *, clusters: int = 3, per_cluster: int = 25, dim: int = 8, seed: int = 21) -> list[Labelled]:
+    """SUCCESS logs of ``function`` in tight clusters (one steady golden sample each) plus two isolated ones."""
+    rng = np.random.default_rng(seed)
+    centres = [rng.normal(size=dim) for _ in range(clusters)]
+    t0 = datetime(2026, 11, 4, tzinfo=UTC)
+    out = []
+    points = [c + rng.normal(scale=0.05, size=dim) for c in centres for _ in range(per_cluster)]
+    points += [rng.normal(size=dim) for _ in range(2)]
+    for i, v in enumerate(points):
+        log = events.ExecutionLog(
+            uuid=f"{function}-{i:04d}", function_name=function, timestamp_utc=t0 + timedelta(milliseconds=200 * i), status="SUCCESS",
+            inputs={"ticket": f"ticket {i}"}, return_value=f"answer {i}", vector=(v / np.linalg.norm(v)).tolist(),
+        )
+        out.append(Labelled("executions", function.encode(), events.encode(log), log, "curation"))
+    return out

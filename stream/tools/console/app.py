@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from stream.contract.config import Settings
 from stream.contract.deadletter import REASONS
-from stream.contract.events import GoldenSample, HookRelease, TrainingEvent
+from stream.contract.events import Curation, GoldenSample, HookRelease, TrainingEvent
 from .replay import preview, replay, select
 from .state import ConsoleState, parse_since
 
@@ -109,6 +109,7 @@ class GoldenOut(BaseModel):
     selected_at: datetime
     source_timestamp: datetime
     messages: list[MessageOut]
+    pinned: bool = Field(False, description="kept whatever its density (an operator pinned it)")
 
 
 class GoldenPage(BaseModel):
@@ -118,6 +119,24 @@ class GoldenPage(BaseModel):
     offset: int
     limit: int
     items: list[GoldenOut]
+
+
+class CurationIn(BaseModel):
+    reason: str | None = Field(None, max_length=2000, description="why (kept with the decision)")
+
+
+class CurationOut(BaseModel):
+    function: str
+    uuid: str
+    decision: Literal["reject", "pin"] | None = Field(description="the decision published; null: cleared")
+    reason: str | None = None
+    by: str | None = None
+    at: datetime | None = None
+
+
+class CurationList(BaseModel):
+    function: str
+    items: list[CurationOut]
 
 
 class RuleOut(BaseModel):
@@ -270,8 +289,12 @@ def _release(r: HookRelease) -> HookVersionOut:
 def _golden(s: GoldenSample) -> GoldenOut:
     return GoldenOut(
         uuid=s.uuid, strategy=s.strategy, density=s.density, selected_at=s.selected_at, source_timestamp=s.source_timestamp,
-        messages=[MessageOut(role=m.role, content=m.content) for m in s.messages],
+        messages=[MessageOut(role=m.role, content=m.content) for m in s.messages], pinned=s.pinned,
     )
+
+
+def _curation(c: Curation) -> CurationOut:
+    return CurationOut(function=c.function_name, uuid=c.uuid, decision=c.decision, reason=c.reason, by=c.by, at=c.at)
 
 
 def _key_text(key: bytes | None) -> str | None:
@@ -584,7 +607,47 @@ def create_app(state: ConsoleState, settings: Settings, token: str | None, *, fo
         ]
         return DlqPage(total=len(entries), seen=c.state.dlq_seen, by_reason=by_reason, offset=offset, limit=limit, items=items)
 
+    @app.get(f"{API}/functions/{{name}}/curation", response_model=CurationList, tags=["golden"])
+    async def get_curation(c: ConsoleDep, name: str) -> CurationList:
+        """The decisions in force for a function's golden keys (rejected and pinned), as on the curation topic."""
+        decided = c.state.curation.get(name, {})
+        return CurationList(function=name, items=[_curation(d) for _u, d in sorted(decided.items())])
+
     # ------------------------------------------------------------------ API: changing
+    async def _decide(c: Console, name: str, uuid: str, decision: str | None, reason: str | None) -> CurationOut:
+        from stream.contract.events import encode, utcnow
+        from stream.runtime.kafka import publish
+
+        event = Curation(function_name=name, uuid=uuid, decision=decision or "pin", at=utcnow(), reason=reason, by="console")  # type: ignore[arg-type]
+        try:  # the constructor does not check the contract's constraints; decoding does
+            msgspec.json.decode(encode(event), type=Curation)
+        except msgspec.ValidationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        value = encode(event) if decision is not None else None
+        await publish(c.state.bootstrap, c.state.names.physical("curation"), f"{name}/{uuid}".encode(), value, client_id="vt-console")
+        log.info("console: %s/%s %s", name, uuid, decision or "decision cleared")
+        if decision is None:
+            return CurationOut(function=name, uuid=uuid, decision=None)
+        return _curation(event)
+
+    @app.post(f"{API}/functions/{{name}}/golden/{{uuid}}/reject", response_model=CurationOut, status_code=202,
+              tags=["golden"], dependencies=[Authorized], responses=ERRORS)
+    async def post_reject(c: ConsoleDep, name: str, uuid: str, body: CurationIn | None = None) -> CurationOut:
+        """Reject a sample: it leaves the golden set (the processor publishes its tombstone) and never enters a dataset."""
+        return await _decide(c, name, uuid, "reject", body.reason if body else None)
+
+    @app.post(f"{API}/functions/{{name}}/golden/{{uuid}}/pin", response_model=CurationOut, status_code=202,
+              tags=["golden"], dependencies=[Authorized], responses=ERRORS)
+    async def post_pin(c: ConsoleDep, name: str, uuid: str, body: CurationIn | None = None) -> CurationOut:
+        """Pin a log: it is in the golden set whatever its density (while the processor still indexes it)."""
+        return await _decide(c, name, uuid, "pin", body.reason if body else None)
+
+    @app.delete(f"{API}/functions/{{name}}/golden/{{uuid}}/curation", response_model=CurationOut, status_code=202,
+                tags=["golden"], dependencies=[Authorized], responses=ERRORS)
+    async def delete_curation(c: ConsoleDep, name: str, uuid: str) -> CurationOut:
+        """Clear the decision about a key (a tombstone on the curation topic): plain selection decides again."""
+        return await _decide(c, name, uuid, None, None)
+
     @app.post(f"{API}/functions/{{name}}/hooks/rollback", response_model=RollbackOut, status_code=202, tags=["hooks"],
               dependencies=[Authorized], responses=ERRORS)
     async def post_rollback(c: ConsoleDep, name: str, body: RollbackIn) -> RollbackOut:

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from processors.density.engine import PartitionEngine
+from processors.density.engine import STATE_FILE, PartitionEngine
 from processors.density.index import STATUS_CODES, FunctionIndex
 from processors.density.processor import engine_config
 from processors.density.vectors import from_fixed
@@ -47,7 +47,8 @@ def _checkpoint_dirs(state_dir: Path) -> list[Path]:
         if not partition.isdigit():
             continue
         ckpt = CheckpointStore(base.parent.parent).load("density", topic, int(partition))
-        if ckpt is not None:
+        # The density processor also checkpoints its curation partitions (decisions only, no index).
+        if ckpt is not None and (ckpt.directory / STATE_FILE).exists():
             found.append(ckpt.directory)
     return found
 

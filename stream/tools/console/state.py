@@ -1,7 +1,7 @@
 """What the console knows: the output topics followed live, and the processors' metrics.
 
 One consumer (no group, nothing committed) is assigned every partition of the golden,
-hooks, training, models and dlq topics, reads them from the beginning and keeps
+hooks, training, models, dlq and curation topics, reads them from the beginning and keeps
 following them; topics that do not exist yet are looked for again every few seconds.
 Records are applied on the event loop, so readers (the API handlers, same loop) always
 see a consistent view.  ``revision`` grows with every change: the pages poll it.
@@ -24,13 +24,13 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from stream.contract.events import DeadLetter, GoldenSample, HookRelease, ModelUpdated, TrainingEvent
+from stream.contract.events import Curation, DeadLetter, GoldenSample, HookRelease, ModelUpdated, TrainingEvent
 from ..scrape import Scrape
 from stream.contract.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
-FOLLOWED = ("golden", "hooks", "training", "models", "dlq")
+FOLLOWED = ("golden", "hooks", "training", "models", "dlq", "curation")
 
 _decoders = {
     "golden": msgspec.json.Decoder(GoldenSample),
@@ -38,6 +38,7 @@ _decoders = {
     "training": msgspec.json.Decoder(TrainingEvent),
     "models": msgspec.json.Decoder(ModelUpdated),
     "dlq": msgspec.json.Decoder(DeadLetter),
+    "curation": msgspec.json.Decoder(Curation),
 }
 
 
@@ -80,6 +81,7 @@ class ConsoleState:
     hooks_refused: int = 0
     training: dict[str, list[TrainingEvent]] = field(default_factory=dict)  # function -> events, in topic order
     models: dict[str, ModelUpdated] = field(default_factory=dict)
+    curation: dict[str, dict[str, Curation]] = field(default_factory=dict)  # function -> uuid -> decision in force
     dlq: deque[DlqEntry] = field(default_factory=deque)
     dlq_seen: int = 0
     undecodable: dict[str, int] = field(default_factory=dict)  # topic -> records that are not its event type
@@ -105,6 +107,13 @@ class ConsoleState:
         if logical == "golden":
             self._apply_golden(record)
             return
+        if logical == "curation" and record.value is None:  # a tombstone: the decision was cleared
+            function, _, uuid = (record.key or b"").decode("utf-8", errors="replace").partition("/")
+            decided = self.curation.get(function, {})
+            decided.pop(uuid, None)
+            if not decided:
+                self.curation.pop(function, None)
+            return
         if record.value is None:
             return
         try:
@@ -118,6 +127,8 @@ class ConsoleState:
             self.training.setdefault(event.function_name, []).append(event)
         elif isinstance(event, ModelUpdated):
             self.models[event.function_name] = event
+        elif isinstance(event, Curation):
+            self.curation.setdefault(event.function_name, {})[event.uuid] = event
         elif isinstance(event, DeadLetter):
             self.dlq_seen += 1
             self.dlq.append(DlqEntry(record.partition, record.offset, record.key, event))

@@ -74,10 +74,10 @@ async function api(path, options) {
   return body;
 }
 
-async function act(label, path, payload) {
+async function act(label, path, payload, method) {
   if (READ_ONLY) { toast("read-only console: start it with VT_CONSOLE_TOKEN set", true); return null; }
   try {
-    const res = await api(path, { method: "POST", body: JSON.stringify(payload || {}) });
+    const res = await api(path, { method: method || "POST", body: method === "DELETE" ? undefined : JSON.stringify(payload || {}) });
     toast(label + ": done");
     return res;
   } catch (e) {
@@ -150,13 +150,32 @@ function golden() {
     p.set("offset", offset); p.set("limit", PAGE_SIZE);
     const g = await api(fnApi("/golden?" + p.toString()));
     document.getElementById("golden-count").textContent = g.total + " matching of " + g.golden;
+    const sampleApi = (uuid, rest) => fnApi("/golden/" + encodeURIComponent(uuid) + rest);
+    const decide = (label, uuid, rest, method) => async () => {
+      const res = await act(label, sampleApi(uuid, rest), {}, method);
+      if (res) toast(label + " published; the golden set changes once the processor's answer is read back from the topic");
+    };
     fill(document.querySelector("#golden tbody"), g.items.map((s) => el("tr", { dataset: { uuid: s.uuid } },
       el("td", {}, fmtTime(s.selected_at)),
-      el("td", {}, s.strategy),
+      el("td", {}, s.strategy, s.pinned ? el("span", { class: "pinned" }, " · pinned") : null),
       el("td", { class: "num" }, fmtNum(s.density, 2)),
       el("td", { class: "chat" }, s.messages.map((m) => el("div", { class: "msg" }, el("span", { class: "role" }, m.role), el("span", { class: "content" }, m.content)))),
       el("td", { class: "mono" }, s.uuid),
-    )), "no golden sample" + (q.value || strategy.value ? " matches" : " yet"), 5);
+      el("td", {},
+        el("button", { type: "button", class: "reject", disabled: READ_ONLY, onclick: decide("reject " + s.uuid, s.uuid, "/reject") }, "reject"),
+        s.pinned
+          ? el("button", { type: "button", class: "unpin", disabled: READ_ONLY, onclick: decide("unpin " + s.uuid, s.uuid, "/curation", "DELETE") }, "unpin")
+          : el("button", { type: "button", class: "pin", disabled: READ_ONLY, onclick: decide("pin " + s.uuid, s.uuid, "/pin") }, "pin")),
+    )), "no golden sample" + (q.value || strategy.value ? " matches" : " yet"), 6);
+    const cur = await api(fnApi("/curation"));
+    fill(document.querySelector("#curation tbody"), cur.items.map((d) => el("tr", { dataset: { uuid: d.uuid } },
+      el("td", {}, d.decision),
+      el("td", { class: "mono" }, d.uuid),
+      el("td", {}, d.reason || ""),
+      el("td", {}, (d.by || "") + " · " + fmtTime(d.at)),
+      el("td", {}, el("button", { type: "button", class: "clear", disabled: READ_ONLY,
+        onclick: decide("clear the decision on " + d.uuid, d.uuid, "/curation", "DELETE") }, "clear")),
+    )), "no sample rejected or pinned", 5);
     document.getElementById("page").textContent = g.total ? (offset + 1) + "–" + Math.min(offset + PAGE_SIZE, g.total) + " of " + g.total : "";
     document.getElementById("prev").disabled = offset === 0;
     document.getElementById("next").disabled = offset + PAGE_SIZE >= g.total;
