@@ -209,3 +209,42 @@ def test_decisions_survive_a_checkpoint_of_the_curation_partition(tmp_path: Path
     # Releasing the curation partition forgets its decisions, not the engine.
     restored.release("curation", 0)
     assert restored.decisions[0] == {} and 0 in restored.engines
+
+
+def test_a_rejected_sample_leaves_the_set_training_datasets_are_built_from(tmp_path: Path) -> None:
+    """The density engine's outputs fed to engine 3 as the golden topic: after the rejection's tombstone
+    the sample is no longer among the samples every dataset is exported from."""
+    from processors.training import TrainingProcessor
+    from stream.contract.config import Settings, TrainingSettings
+
+    training = TrainingProcessor(
+        Settings(state_dir=tmp_path / "state", training=TrainingSettings(trainer="none")), restore_from_topic=False,
+        clock=lambda: 0.0,
+    )
+    training.load_state("golden", 0, None)
+    offset = 0
+
+    def to_training(outputs: list[Output]) -> None:
+        nonlocal offset
+        recs = []
+        for o in outputs:
+            recs.append(Record("golden", 0, offset, o.key, None if o.value is None else decode("golden", o.value), o.value))
+            offset += 1
+        assert not training.process(recs).rejected
+
+    clock = Clock()
+    proc = _new(clock)
+    topic: dict[bytes, bytes | None] = {}
+    items = _logs()
+    for i in range(0, len(items), 25):
+        result = proc.process([Record("executions", 0, i + j, e.function_name.encode(), e, None) for j, e in enumerate(items[i:i + 25])])
+        _apply(topic, result.outputs)
+        to_training(result.outputs)
+    to_training(_quiet(proc, clock, topic))
+    before = {s.uuid for s in training.samples(FN)}
+    assert before == set(_golden(topic))
+    victim = sorted(before)[0]
+    proc.process([_decision(victim, "reject", 0)])
+    to_training(_quiet(proc, clock, topic))
+    after = {s.uuid for s in training.samples(FN)}
+    assert victim in before and victim not in after and after == set(_golden(topic))
