@@ -12,12 +12,28 @@ clock or on how the runtime happened to batch them: densities are exact integer
 sums, evictions and selections happen only at evaluation points, and ``selected_at``
 is event time.  A replay from a checkpoint therefore re-emits exactly the records
 the first run emitted, which is what makes the compacted golden topic converge.
+
+*Idle evaluations* (``evaluate(idle=True)``, called by the processor after
+``density.idle_evaluate_s`` of wall-clock quiet) are the one exception, and they are
+kept out of that deterministic trajectory.  Evaluating a function depends only on its
+own logs so far (eviction is relative to its own newest log, ``selected_at`` is that
+log's time), so an idle evaluation publishes exactly what the next regular evaluation
+point would publish if the function received no more logs before it; if that is how it
+goes, the regular point adopts it ("promotion").  If more logs of the function come
+first, the regular point publishes what it would have published without the idle one,
+and also repairs every key the idle evaluation changed (its earlier value, or a
+tombstone).  So idle outputs may depend on wall-clock timing, but once a partition is
+quiet the compacted golden table is the same however the run was timed, restarted or
+killed: the deterministic trajectory plus one evaluation of the final logs.  Evictions
+never need undoing: TTL (behind a monotonic newest time) and the cap (newest first by
+event time, then arrival) give the same index whether applied once or several times.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,8 +54,11 @@ from .selection import SelectionParams, select
 from .vectors import from_fixed, normalise, uid_hash
 
 STATE_FILE = "density.json"
-STATE_VERSION = 2  # 2: identical vectors share one HNSW element (column elem)
+STATE_VERSION = 3  # 2: identical vectors share one HNSW element (column elem); 3: published values, idle evaluations
 _STALE = "stale"  # strategy of a sample inherited from an unusable checkpoint
+
+# What a golden key shows: (strategy, density as published, selected_at in ms).
+Entry = tuple[str, float, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +125,16 @@ class FunctionState:
     seq: int = 0
     dirty: bool = False
     published: dict[str, str] = field(default_factory=dict)  # uuid -> strategy, as on the golden topic
+    stamps: dict[str, tuple[float, int]] = field(default_factory=dict)  # uuid -> (density, selected_at ms) as on the topic
+    # What the deterministic trajectory (regular evaluation points only) has published, while an
+    # idle evaluation since the last regular point shows something else on the topic; None otherwise.
+    held: dict[str, Entry] | None = None
     pending: _Pending = field(default_factory=_Pending)
+    dirty_since: float | None = None  # wall clock when indexed logs started waiting for evaluation (metrics only)
+
+    def shown(self) -> dict[str, Entry]:
+        """Every published key with the value the golden topic holds for it."""
+        return {u: (s, *self.stamps.get(u, (0.0, 0))) for u, s in self.published.items()}
 
 
 class _FunctionMeta(msgspec.Struct):
@@ -119,6 +147,8 @@ class _FunctionMeta(msgspec.Struct):
     dirty: bool
     published: dict[str, str]
     index: IndexMeta | None
+    stamps: dict[str, tuple[float, int]] = {}
+    held: dict[str, tuple[str, float, int]] | None = None
 
 
 class _PartitionMeta(msgspec.Struct):
@@ -132,8 +162,15 @@ class _PartitionMeta(msgspec.Struct):
 class PartitionEngine:
     """Density index, golden selection and emission for the functions of one partition."""
 
-    def __init__(self, config: EngineConfig, embedder: Embedder | None, sensor: DensitySensor | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        embedder: Embedder | None,
+        sensor: DensitySensor | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
+        self.clock = clock
         self.embedder = embedder
         self.sensor = sensor if sensor is not None else DensitySensor()
         self.functions: dict[str, FunctionState] = {}
@@ -260,22 +297,43 @@ class PartitionEngine:
             [p.payloads[i] for i in keep.tolist()],
         )
         fn.dirty = True
+        if fn.dirty_since is None:
+            fn.dirty_since = self.clock()
         self.sensor.on_indexed(fn.name, n, stats.seconds, stats.cap_hits, stats.brute_rows)
         return refused
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self) -> tuple[list[Output], list[Refused]]:
-        """Flush, then evict and re-select every function that changed since the last evaluation."""
+    def evaluate(self, *, idle: bool = False) -> tuple[list[Output], list[Refused]]:
+        """Flush, then evict and re-select every function that changed since the last evaluation.
+
+        ``idle``: an evaluation the wall clock asked for (see the module docstring); the
+        deterministic trajectory does not move.  A regular evaluation adopts what an idle one
+        published for every function that has had no new log since.
+        """
         refused = self.flush()
         outputs: list[Output] = []
+        now = self.clock()
         for name in sorted(self.functions):
             fn = self.functions[name]
             if fn.dirty:
-                outputs.extend(self._evaluate_function(fn))
+                outputs.extend(self._evaluate_function(fn, idle))
                 fn.dirty = False
+                if fn.dirty_since is not None:
+                    self.sensor.on_evaluation_wait(fn.name, max(0.0, now - fn.dirty_since))
+                    fn.dirty_since = None
+            elif not idle:
+                fn.held = None  # the idle evaluation saw the logs this point would have seen: it stands
         return outputs, refused
 
-    def _evaluate_function(self, fn: FunctionState) -> list[Output]:
+    def unevaluated(self) -> bool:
+        """Whether some logs were taken but not evaluated yet."""
+        return any(fn.dirty or fn.pending.refs for fn in self.functions.values())
+
+    def waiting(self, now: float) -> dict[str, float]:
+        """{function: seconds its oldest unevaluated log has waited} for every function known here."""
+        return {name: (now - fn.dirty_since if fn.dirty_since is not None else 0.0) for name, fn in self.functions.items()}
+
+    def _evaluate_function(self, fn: FunctionState, idle: bool = False) -> list[Output]:
         started = time.perf_counter()
         index = fn.index
         if index is None:  # known only from an older checkpoint's golden set (rebuild): it all leaves
@@ -289,18 +347,33 @@ class PartitionEngine:
                     payload = index.payload[s]
                     assert payload is not None, "only SUCCESS logs (which keep their payload) are selected"
                     chosen[msgspec.msgpack.decode(payload)[0]] = (strategy, s)
-        outputs: list[Output] = []
-        for uuid in sorted(set(fn.published) - set(chosen)):
-            outputs.append(Output("golden", _key(fn.name, uuid), None))
-            self.sensor.on_golden_change(fn.name, fn.published.pop(uuid), "leave")
-        selected_at = _datetime(fn.watermark_ms or 0)
+        shown = fn.shown()  # what the topic holds
+        base = fn.held if fn.held is not None else shown  # what the deterministic trajectory has published
+        wm = fn.watermark_ms or 0
+        target: dict[str, Entry] = {}
         for uuid, (strategy, slot) in chosen.items():
-            if fn.published.get(uuid) == strategy:
+            kept = base.get(uuid)
+            if kept is not None and kept[0] == strategy:
+                target[uuid] = kept  # published earlier: it keeps the value it entered with
+            else:
+                assert index is not None
+                target[uuid] = (strategy, _density(index, slot), wm)
+        outputs: list[Output] = []
+        for uuid in sorted(set(shown) - set(target)):
+            outputs.append(Output("golden", _key(fn.name, uuid), None))
+            self.sensor.on_golden_change(fn.name, shown[uuid][0], "leave")
+        for uuid, (strategy, slot) in chosen.items():
+            entry = target[uuid]
+            if shown.get(uuid) == entry:
                 continue
             assert index is not None
-            outputs.append(Output("golden", _key(fn.name, uuid), encode(self._sample(fn, index, slot, strategy, selected_at))))
-            fn.published[uuid] = strategy
-            self.sensor.on_golden_change(fn.name, strategy, "enter")
+            sample = self._sample(fn, index, slot, strategy, _datetime(entry[2]), density=entry[1])
+            outputs.append(Output("golden", _key(fn.name, uuid), encode(sample)))
+            if uuid not in shown or shown[uuid][0] != strategy:
+                self.sensor.on_golden_change(fn.name, strategy, "enter")
+        fn.published = {u: e[0] for u, e in target.items()}
+        fn.stamps = {u: (e[1], e[2]) for u, e in target.items()}
+        fn.held = base if idle else None
         self.sensor.on_golden_set(fn.name, _counts(fn.published))
         if index is not None:
             live = index.live_slots()
@@ -329,7 +402,9 @@ class PartitionEngine:
             if capped.any():
                 self.sensor.on_evicted(fn.name, "cap", int(capped.sum()))
 
-    def _sample(self, fn: FunctionState, index: FunctionIndex, slot: int, strategy: str, selected_at: datetime) -> GoldenSample:
+    def _sample(
+        self, fn: FunctionState, index: FunctionIndex, slot: int, strategy: str, selected_at: datetime, density: float | None = None
+    ) -> GoldenSample:
         payload = index.payload[slot]
         assert payload is not None
         uuid, ts_ms, inputs, return_value = msgspec.msgpack.decode(payload)
@@ -337,7 +412,7 @@ class PartitionEngine:
             uuid=uuid,
             function_name=fn.name,
             strategy=strategy,  # type: ignore[arg-type]
-            density=round(float(from_fixed(int(index.cols.density[slot]))), 6),
+            density=_density(index, slot) if density is None else density,
             messages=chatml.messages(self.config.system_prompt, fn.name, inputs, return_value),
             source_timestamp=_datetime(ts_ms),
             selected_at=selected_at,
@@ -403,7 +478,10 @@ class PartitionEngine:
             assert not fn.pending.refs, "save_state after process() always finds the pending batch flushed"
             prefix = f"f{i}"
             index_meta = fn.index.save(directory, prefix) if fn.index is not None else None
-            metas.append(_FunctionMeta(name, prefix, fn.dim, fn.source, fn.watermark_ms, fn.seq, fn.dirty, dict(fn.published), index_meta))
+            metas.append(_FunctionMeta(
+                name, prefix, fn.dim, fn.source, fn.watermark_ms, fn.seq, fn.dirty, dict(fn.published), index_meta,
+                stamps=dict(fn.stamps), held=dict(fn.held) if fn.held is not None else None,
+            ))
         state = _PartitionMeta(STATE_VERSION, self.config.fingerprint(), self.watermark_ms, self.window, metas)
         (directory / STATE_FILE).write_bytes(msgspec.json.encode(state))
 
@@ -415,7 +493,12 @@ class PartitionEngine:
         """Restore a partition saved by :meth:`save` under the same fingerprint."""
         self.watermark_ms, self.window = meta.watermark_ms, meta.window
         for m in meta.functions:
-            fn = FunctionState(m.name, dim=m.dim, source=m.source, watermark_ms=m.watermark_ms, seq=m.seq, dirty=m.dirty, published=dict(m.published))
+            fn = FunctionState(
+                m.name, dim=m.dim, source=m.source, watermark_ms=m.watermark_ms, seq=m.seq, dirty=m.dirty, published=dict(m.published),
+                stamps={u: (float(d), int(t)) for u, (d, t) in m.stamps.items()},
+                held={u: (s, float(d), int(t)) for u, (s, d, t) in m.held.items()} if m.held is not None else None,
+                dirty_since=self.clock() if m.dirty else None,
+            )
             if m.index is not None:
                 fn.index = FunctionIndex.load(directory, m.prefix, m.index, self.config.index)
             self.functions[m.name] = fn
@@ -457,6 +540,11 @@ def _counts(published: dict[str, str]) -> dict[str, int]:
         if strategy in counts:
             counts[strategy] += 1
     return counts
+
+
+def _density(index: FunctionIndex, slot: int) -> float:
+    """A log's density as a golden sample carries it."""
+    return round(float(from_fixed(int(index.cols.density[slot]))), 6)
 
 
 def _key(function_name: str, uuid: str) -> bytes:

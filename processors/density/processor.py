@@ -9,6 +9,8 @@ from the beginning of the topic, because the index is derived from all of it.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,8 +77,10 @@ class DensityProcessor(Processor):
         *,
         sensor: DensitySensor | None = None,
         embedder: Embedder | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings or DensitySettings()
+        self._clock = clock
         s = self.settings
         # Built up front: a missing extra or model directory stops start-up, not every log.
         self.embedder = embedder or make_embedder(s.embedder, dim=s.embed_dim, model_path=s.embed_model_path)
@@ -88,9 +92,10 @@ class DensityProcessor(Processor):
         self.config = engine_config(s, self.embedder)
         self.sensor = sensor if sensor is not None else DensitySensor()
         self.engines: dict[int, PartitionEngine] = {}
+        self._last_input: dict[int, float] = {}  # partition -> wall clock of its last record
 
     def _new_engine(self) -> PartitionEngine:
-        return PartitionEngine(self.config, self.embedder, self.sensor)
+        return PartitionEngine(self.config, self.embedder, self.sensor, self._clock)
 
     def process(self, records: list[Record]) -> Result:
         result = Result()
@@ -110,6 +115,24 @@ class DensityProcessor(Processor):
             result.rejected.extend(Rejection(r.ref, r.error_type, r.error) for r in refused)
         for engine in touched:
             result.rejected.extend(Rejection(r.ref, r.error_type, r.error) for r in engine.flush())
+        if records:
+            self._last_input[records[0].partition] = self._clock()
+        return result
+
+    def tick(self, now: float) -> Result:
+        """Idle evaluation: a partition whose logs wait for an evaluation point is evaluated after
+        ``density.idle_evaluate_s`` without input (see :mod:`processors.density.engine`)."""
+        result = Result()
+        idle_s = self.settings.idle_evaluate_s
+        waiting: dict[str, float] = {}
+        for partition, engine in sorted(self.engines.items()):
+            if idle_s > 0 and engine.unevaluated() and now - self._last_input.get(partition, now) >= idle_s:
+                outputs, refused = engine.evaluate(idle=True)
+                result.outputs.extend(outputs)
+                if refused:  # process() flushes every batch, so nothing should be pending here
+                    log.error("idle evaluation of partition %d refused %d logs it cannot dead-letter", partition, len(refused))
+            waiting.update(engine.waiting(now))
+        self.sensor.on_waiting(waiting)
         return result
 
     def save_state(self, topic: str, partition: int, directory: Path) -> None:
@@ -121,6 +144,7 @@ class DensityProcessor(Processor):
     def load_state(self, topic: str, partition: int, directory: Path | None) -> int:
         engine = self._new_engine()
         self.engines[partition] = engine
+        self._last_input[partition] = self._clock()  # a restored partition with unevaluated logs waits idle_evaluate_s
         if directory is None:
             return FROM_BEGINNING  # the index is derived from the whole topic
         try:
@@ -142,6 +166,7 @@ class DensityProcessor(Processor):
 
     def release(self, topic: str, partition: int) -> None:
         engine = self.engines.pop(partition, None)
+        self._last_input.pop(partition, None)
         if engine is not None:
             for name in engine.functions:
                 self.sensor.on_released(name)

@@ -6,6 +6,10 @@ strictly (unknown kinds, wrong types and over-long phrases are dropped) and then
 joins the synthesiser's candidates, where it needs the same support, survives the
 same conflict resolution and passes the same release validation as any other
 rule.  Failures (network, timeouts, malformed answers) only mean no proposals.
+
+The processor never waits for the model: :meth:`LLMRuleProposer.submit` runs the call
+on a daemon thread of its own and returns a future, which the processor's ``tick``
+(on the worker thread) picks up when it is done, or abandons after :attr:`deadline_s`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,8 +58,15 @@ class LLMRuleProposer:
         max_pairs: int = 30,
         max_chars: int = 2000,
         client: Any = None,
+        max_in_flight: int = 4,
     ) -> None:
         self.model = model
+        self.max_in_flight = max_in_flight
+        # The SDK's own timeout, once per attempt (max_retries=1), plus a margin: past this the
+        # processor synthesises without the answer (the thread is left to end on its own).
+        self.deadline_s = 2 * timeout_s + 5.0
+        self._in_flight = 0
+        self._lock = threading.Lock()
         self.max_pairs = max_pairs
         self.max_chars = max_chars
         if client is None:
@@ -73,6 +86,32 @@ class LLMRuleProposer:
             {"original": p.bad[: self.max_chars], "corrected": p.fixed[: self.max_chars]}
             for p in changed[::step][: self.max_pairs]
         ]
+
+    def submit(self, function_name: str, pairs: Sequence[Pair]) -> Future[list[Rule]] | None:
+        """Start :meth:`propose` on a thread of its own; None when ``max_in_flight`` calls are still out."""
+        with self._lock:
+            if self._in_flight >= self.max_in_flight:
+                return None
+            self._in_flight += 1
+        future: Future[list[Rule]] = Future()
+        pairs = list(pairs)
+
+        def run() -> None:
+            try:
+                future.set_result(self.propose(function_name, pairs))
+            except BaseException as exc:  # propose() catches the SDK's errors; anything else is a bug, kept in the future
+                future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+
+        threading.Thread(target=run, name="vt-llm-proposer", daemon=True).start()
+        return future
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
 
     def propose(self, function_name: str, pairs: Sequence[Pair]) -> list[Rule]:
         """Candidate rules for one function; an empty list when the model is unreachable or says nothing usable."""

@@ -3,7 +3,9 @@
 * ``feedback`` records become pairs in a per-function window (newest
   ``max_pairs_per_function``, deduplicated by uuid) and mark the function dirty.
 * ``tick`` re-synthesises a dirty function once it has been quiet for
-  ``debounce_s`` (or waited ``max_delay_s``), validates the candidate against the
+  ``debounce_s`` (or waited ``max_delay_s``); with the LLM proposer on, it first asks the
+  model on a thread of the proposer's own and synthesises on a later tick, when the answer is
+  there (or the proposer's deadline passed), so a slow provider never holds the worker.  It validates the candidate against the
   current release and publishes a new ``HookRelease`` only if it changes behaviour
   (or, with unchanged rules, once the pairs grew ``revalidate_growth``-fold, so the
   published validation scores stay representative) and passes validation.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -93,6 +96,7 @@ class FeedbackProcessor(Processor):
         self._owner: dict[str, int] = {}  # function -> feedback partition holding its pairs
         self._latest: dict[str, HookRelease] = {}
         self._hooks_seen: dict[int, set[str]] = {}  # hooks partition -> functions read from it
+        self._asking: dict[str, tuple[Future[list[Any]], float]] = {}  # function -> (LLM proposals, give up at)
 
     # ----------------------------------------------------------------- input
     def process(self, records: list[Record]) -> Result:
@@ -162,14 +166,30 @@ class FeedbackProcessor(Processor):
         s = self.settings
         for fn in sorted(self._dirty):
             first, last = self._dirty[fn]
-            if now - last < s.debounce_s and now - first < s.max_delay_s:
-                continue
+            asking = self._asking.get(fn)
+            if asking is None:
+                if now - last < s.debounce_s and now - first < s.max_delay_s:
+                    continue
+                if fn not in self._owner:
+                    del self._dirty[fn]
+                    continue
+                if self.proposer is not None:
+                    future = self.proposer.submit(fn, self._train(fn))
+                    if future is not None:
+                        self._asking[fn] = (future, now + self.proposer.deadline_s)
+                        continue  # synthesised on a later tick, with the answer
+                    log.warning("%d LLM proposer calls still out: synthesising %r without one", self.proposer.max_in_flight, fn)
+                extra: list[Any] = []
+            else:
+                future, give_up_at = asking
+                if not future.done() and now < give_up_at:
+                    continue
+                del self._asking[fn]
+                extra = self._answer(fn, future)
             del self._dirty[fn]
-            if fn not in self._owner:
-                continue
             started = time.perf_counter()
             try:
-                output = self.synthesize(fn)
+                output = self.synthesize(fn, extra)
             except Exception:
                 # A bug must not stop the consumer loop; the next new pair retries.
                 log.exception("synthesis for %r failed", fn)
@@ -181,8 +201,30 @@ class FeedbackProcessor(Processor):
                 result.outputs.append(output)
         return result
 
-    def synthesize(self, fn: str) -> Output | None:
-        """Re-synthesise one function's rules; the release to publish, or None (unchanged or refused)."""
+    def _train(self, fn: str) -> list[Pair]:
+        """The training split of a function's current pairs (what synthesis and the LLM see)."""
+        window = self._pairs.get(self._owner[fn], {}).get(fn, {})
+        train, _heldout = split([Pair.of(f) for f in window.values()], self.settings.heldout_fraction)
+        return train
+
+    def _answer(self, fn: str, future: Future[list[Any]]) -> list[Any]:
+        """The proposals of a finished (or abandoned) LLM call; [] when it failed or took too long."""
+        if not future.done():
+            assert self.proposer is not None
+            self.proposer.failures += 1
+            log.warning("LLM rule proposer gave no answer for %r within %.0fs: synthesising without it", fn, self.proposer.deadline_s)
+            return []
+        try:
+            return list(future.result())
+        except Exception:
+            log.exception("LLM rule proposer failed for %r", fn)
+            return []
+
+    def synthesize(self, fn: str, extra: list[Any] | None = None) -> Output | None:
+        """Re-synthesise one function's rules; the release to publish, or None (unchanged or refused).
+
+        ``extra``: the LLM's proposals, already fetched; None asks the proposer (if any) here and now.
+        """
         window = self._pairs.get(self._owner[fn], {}).get(fn, {})
         if not window:
             return None
@@ -192,9 +234,9 @@ class FeedbackProcessor(Processor):
         current = self._latest.get(fn)
         current_rules = list(current.rules) if current else []
         vetoed = list(current.vetoed) if current else []
-        extra = []
+        if extra is None:
+            extra = self.proposer.propose(fn, train) if self.proposer is not None else []
         if self.proposer is not None:
-            extra = self.proposer.propose(fn, train)
             self.sensor.on_llm_proposals(fn, len(extra))
         synthesis = self.synthesizer.synthesize(train, current=current_rules, vetoed=vetoed, extra=extra)
         if behaviour(synthesis.rules) == behaviour(current_rules) and not self._stale(current, len(pairs)):
@@ -287,6 +329,7 @@ class FeedbackProcessor(Processor):
             if self._owner.get(fn) == partition:
                 del self._owner[fn]
                 self._dirty.pop(fn, None)
+                self._asking.pop(fn, None)  # the call ends on its own thread; its answer is dropped
 
     # ----------------------------------------------------------------- introspection
     def current(self, fn: str) -> HookRelease | None:

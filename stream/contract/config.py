@@ -123,6 +123,10 @@ class DensitySettings:
     select_interval_s: float = field(
         default=5.0, metadata={"help": "selection is re-evaluated each time a partition's event time enters a new window of this length"}
     )
+    idle_evaluate_s: float = field(
+        default=3.0,
+        metadata={"help": "a partition with indexed but unevaluated logs is evaluated after this long without input (wall clock); 0 = never"},
+    )
     steady_k: int = field(default=50, metadata={"help": "most steady (dense-centre) samples per function"})
     steady_min_density: float = field(default=1.0, metadata={"help": "a steady sample needs at least this density"})
     dedup_similarity: float | None = field(
@@ -161,6 +165,7 @@ class DensitySettings:
         _check(self.ttl_s >= 0, "density.ttl_s", "must be >= 0 (0 = no TTL)")
         _check(self.max_per_function >= 1, "density.max_per_function", "must be >= 1")
         _check(self.select_interval_s > 0, "density.select_interval_s", "must be > 0")
+        _check(self.idle_evaluate_s >= 0, "density.idle_evaluate_s", "must be >= 0")
         _check(self.steady_k >= 0 and self.anomaly_k >= 0, "density.steady_k/anomaly_k", "must be >= 0")
         _check(self.steady_min_density >= 0, "density.steady_min_density", "must be >= 0")
         _check(

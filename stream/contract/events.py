@@ -8,9 +8,13 @@ may add their own.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
 import json
 import math
+import sys
+from array import array
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -58,17 +62,52 @@ class ExecutionLog(Event):
     span_id: str | None = None
     error_message: str | None = None
     vector: list[float] | None = None
+    vector_b64: Annotated[
+        str | None,
+        Meta(description="The vector as base64 of little-endian float32 values: a compact alternative to "
+                         "`vector` (about 2.7x fewer bytes than JSON floats for a 384-d vector). Give one "
+                         "of the two. It decodes to exactly the floats `vector` would carry for the same "
+                         "float32 values."),
+    ] = None
 
     def __post_init__(self) -> None:
         self.timestamp_utc = _aware(self.timestamp_utc)
         if self.duration_ms is not None and not math.isfinite(self.duration_ms):
             raise ValueError("duration_ms must be finite - at `$.duration_ms`")
+        if self.vector_b64 is not None:
+            if self.vector is not None:
+                raise ValueError("give either vector or vector_b64, not both - at `$.vector_b64`")
+            self.vector = _float32_le(self.vector_b64)
+            self.vector_b64 = None  # one representation in memory: the engines read `vector`
         if self.vector is not None:
             if not self.vector:
                 raise ValueError("vector must not be empty - at `$.vector`")
-            for i, x in enumerate(self.vector):
-                if not math.isfinite(x):
-                    raise ValueError(f"vector holds a non-finite number ({x}) - at `$.vector[{i}]`")
+            if not all(map(math.isfinite, self.vector)):  # the common case in C; the loop only to name the culprit
+                i, x = next((i, x) for i, x in enumerate(self.vector) if not math.isfinite(x))
+                raise ValueError(f"vector holds a non-finite number ({x}) - at `$.vector[{i}]`")
+
+
+def _float32_le(text: str) -> list[float]:
+    """The floats of a base64 text of little-endian float32 values (strict base64, whole values only)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("vector_b64 is not valid base64 - at `$.vector_b64`") from None
+    if len(raw) % 4:
+        raise ValueError(f"vector_b64 holds {len(raw)} bytes, not whole float32 values - at `$.vector_b64`")
+    values = array("f")
+    values.frombytes(raw)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
+
+
+def vector_b64(vector: list[float]) -> str:
+    """What a producer puts in ``vector_b64`` for ``vector`` (values rounded to float32)."""
+    values = array("f", vector)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode("ascii")
 
 
 class Feedback(Event):

@@ -53,6 +53,12 @@ class DensitySensor:
     def on_selection(self, function: str, seconds: float) -> None:
         """One evaluation (evictions and re-selection) of the function took ``seconds``."""
 
+    def on_evaluation_wait(self, function: str, seconds: float) -> None:
+        """At an evaluation: how long the function's oldest indexed log had waited for it (wall clock)."""
+
+    def on_waiting(self, waiting: Mapping[str, float]) -> None:
+        """{function: seconds its oldest indexed-but-not-evaluated log has waited} (0: all evaluated)."""
+
     def on_released(self, function: str) -> None:
         """The function's partition moved to another instance: its current figures are not ours any more."""
 

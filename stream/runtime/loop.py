@@ -251,9 +251,11 @@ class Runtime:
                 # acknowledged together: one broker round trip per fetch, not one per partition.
                 sent = [s for tp, records in batch.items() if (s := await self._handle(tp, records)) is not None]
                 await self._acknowledge(sent)
-                await self._tick()
+                # Outputs a stateful processor made from the wall clock (idle evaluation, debounced
+                # synthesis) are checkpointed at once: its state then says they are on their topics.
+                ticked = await self._tick()
                 self._update_lag()
-                due_state = self._checkpointer.state_due()
+                due_state = ticked or self._checkpointer.state_due()
                 if due_state or time.monotonic() - last_commit >= rt.commit_interval_s:
                     await self._checkpointer.run(save_state=due_state)
                     last_commit = time.monotonic()
@@ -390,9 +392,11 @@ class Runtime:
         for topic, n in counts.items():
             self.metrics.produced.labels(topic).inc(n)
 
-    async def _tick(self) -> None:
+    async def _tick(self) -> bool:
+        """Let every processor do its time-driven work; whether a stateful one produced outputs."""
         loop = asyncio.get_running_loop()
         now = time.time()
+        stateful_outputs = False
         for proc in self.processors:
             try:
                 result = await loop.run_in_executor(self._executor, proc.tick, now)
@@ -402,8 +406,10 @@ class Runtime:
                 self.metrics.processing_errors.labels(proc.name).inc()
                 continue
             await self._produce(result.outputs)
+            stateful_outputs = stateful_outputs or (proc.stateful and bool(result.outputs))
             if result.rejected:
                 log.error("processor %s returned rejections from tick(); they have no input to dead-letter", proc.name)
+        return stateful_outputs
 
     def _update_lag(self) -> None:
         assert self._consumer is not None

@@ -248,6 +248,13 @@ def density() -> Dashboard:
                 Panel("Samples entering / leaving per minute", [Target(
                     f"sum by (strategy, change) (rate(vt_golden_changes_total{{{FN}}}[{RATE}])) * 60", "{{change}} {{strategy}}")],
                       unit="short", description="GoldenSample (enter) and tombstone (leave) records on the golden topic."),
+                Panel("Freshness: logs waiting for evaluation", [
+                    Target(f"max by (function) (vt_density_unevaluated_age_seconds{{{FN}}})", "oldest waiting {{function}}"),
+                    *_quantiles("vt_density_evaluation_wait_seconds", "", "wait at evaluation"),
+                ], unit="s", width=24,
+                      description="How long each function's indexed logs have waited for an evaluation (0 when all are evaluated), and, "
+                                  "at each evaluation, how long its oldest log had waited. A burst is evaluated after density.idle_evaluate_s "
+                                  "of quiet; steady traffic at each select_interval_s window of event time."),
             ]),
             ("Range search", [
                 Panel("Range-cap hits and brute-force queries/s", [

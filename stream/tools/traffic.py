@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import numpy as np
 
-from stream.contract.events import ExecutionLog, Feedback, encode
+from stream.contract.events import ExecutionLog, Feedback, encode, vector_b64
 from stream.runtime import kafka
 
 
@@ -201,6 +201,11 @@ BAD_KINDS = (
 )
 
 
+# How generated execution logs carry their vectors: JSON floats (the default contract) or
+# base64 of little-endian float32 in `vector_b64` (the same floats, fewer bytes).
+VECTOR_ENCODINGS = ("json", "b64")
+
+
 class TrafficGenerator:
     """Deterministic stream of labelled execution logs, feedback and (optionally) bad events."""
 
@@ -214,6 +219,7 @@ class TrafficGenerator:
         start: datetime | None = None,
         dim_override: int | None = None,
         event_rate: float | None = None,
+        vector_encoding: str = "json",
     ) -> None:
         """``event_rate``: events per second of *event time* (timestamps spaced as a service logging
         at that rate would stamp them); by default consecutive events are 5-120 ms apart."""
@@ -225,6 +231,9 @@ class TrafficGenerator:
         self.clock = start or datetime(2026, 11, 1, tzinfo=UTC)
         self.dim_override = dim_override
         self.event_rate = event_rate
+        if vector_encoding not in VECTOR_ENCODINGS:
+            raise ValueError(f"vector_encoding must be one of {', '.join(VECTOR_ENCODINGS)}, not {vector_encoding!r}")
+        self.vector_encoding = vector_encoding
         self._centers: dict[tuple[str, str], np.ndarray] = {}
         self._recent: dict[str, list[ExecutionLog]] = {f.name: [] for f in functions}
         self._bad_cycle = 0
@@ -369,6 +378,10 @@ class TrafficGenerator:
 
     def _labelled(self, topic: str, event: ExecutionLog | Feedback, label: str) -> Labelled:
         self.counts[label] = self.counts.get(label, 0) + 1
+        if isinstance(event, ExecutionLog) and event.vector is not None and self.vector_encoding == "b64":
+            wire = msgspec.structs.replace(event, vector=None)
+            wire.vector_b64 = vector_b64(event.vector)
+            return Labelled(topic, event.function_name.encode(), encode(wire), event, label)
         return Labelled(topic, event.function_name.encode(), encode(event), event, label)
 
     def stream(self) -> Iterator[Labelled]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -110,7 +111,8 @@ def test_processor_uses_the_proposer_and_survives_its_failures(fake_llm: FakeLLM
     proc.load_state("feedback", 0, None)
     fbs = [feedback_event("fn", p.bad, p.fixed, p.uuid, i) for i, p in enumerate(_pairs())]
     proc.process([Record("feedback", 0, i, b"fn", f, encode(f)) for i, f in enumerate(fbs)])
-    (out,) = proc.tick(10.0).outputs
+    assert proc.tick(10.0).outputs == [], "the model is asked off the worker thread; synthesis waits for the answer"
+    (out,) = _tick_until_output(proc, 10.0)
     release = decode("hooks", out.value)  # type: ignore[arg-type]
     assert isinstance(release, HookRelease) and release.rules[0].origin == "llm"
     v = release.validation
@@ -121,7 +123,25 @@ def test_processor_uses_the_proposer_and_survives_its_failures(fake_llm: FakeLLM
     more = feedback_event("fn", "Other text here.", "Other text.", "late-1", 99)
     proc.process([Record("feedback", 0, 99, b"fn", more, encode(more))])
     assert proc.tick(20.0).outputs == []
+    _wait(lambda: proposer.in_flight == 0)
+    assert proc.tick(20.0).outputs == [] and not proc.status()["functions"]["fn"]["pending"], "synthesised without proposals"
     assert proposer.failures == 1
+
+
+def _wait(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _tick_until_output(proc: FeedbackProcessor, now: float, timeout: float = 30.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        outputs = proc.tick(now).outputs
+        if outputs or time.monotonic() > deadline:
+            return outputs
+        time.sleep(0.02)
 
 
 def test_model_answers_that_are_not_rules_yield_nothing() -> None:

@@ -99,6 +99,16 @@ class PrometheusDensitySensor(DensitySensor):
         self.selection_seconds = Histogram(
             "vt_density_selection_seconds", "Time to evict and re-evaluate one function's golden set", buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.waiting = Gauge(
+            "vt_density_unevaluated_age_seconds",
+            "How long a function's oldest indexed-but-not-evaluated log has waited for evaluation (0: all evaluated)",
+            ["function"], registry=r,
+        )
+        self.evaluation_wait = Histogram(
+            "vt_density_evaluation_wait_seconds",
+            "At each evaluation of a function: how long its oldest log had waited since it was indexed (wall clock)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0), registry=r,
+        )
         self.distribution = _DensityDistribution()
         r.register(self.distribution)
 
@@ -156,6 +166,18 @@ class PrometheusDensitySensor(DensitySensor):
     def on_selection(self, function: str, seconds: float) -> None:
         self.selection_seconds.observe(seconds)
 
+    def on_evaluation_wait(self, function: str, seconds: float) -> None:
+        self.evaluation_wait.observe(seconds)
+
+    def on_waiting(self, waiting: Mapping[str, float]) -> None:
+        """Set the unevaluated age of each function (functions sharing ``_other`` show the oldest)."""
+        by_label: dict[str, float] = {}
+        for function, seconds in waiting.items():
+            fn = self.label(function)
+            by_label[fn] = max(by_label.get(fn, 0.0), seconds)
+        for fn, seconds in by_label.items():
+            self.waiting.labels(fn).set(round(seconds, 3))
+
     def on_released(self, function: str) -> None:
         """Drop a function's gauges (its partition moved to another instance)."""
         fn = self.label(function)
@@ -166,6 +188,7 @@ class PrometheusDensitySensor(DensitySensor):
             (self.index_size, [(fn,)]),
             (self.density, [(fn, q) for q in QUANTILES]),
             (self.golden, [(fn, s) for s in STRATEGIES]),
+            (self.waiting, [(fn,)]),
         ):
             for labels in labelsets:
                 try:
