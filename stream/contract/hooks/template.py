@@ -100,28 +100,16 @@ def _bounded(phrase: str) -> str:
     return body
 
 
-@functools.lru_cache(maxsize=512)
-def _phrase_matcher(entries: tuple[tuple[str, str], ...]) -> tuple[dict[str, tuple[str, str]], re.Pattern[str] | None]:
-    """The lookup table and the one alternation pattern of a rule set's phrases (cached per set)."""
-    table: dict[str, tuple[str, str]] = {}
-    for old, new in entries:
-        table.setdefault(old.lower(), (old, new))
-    if not table:
-        return table, None
-    olds = sorted((old for old, _new in table.values()), key=lambda s: (-len(s), s))
-    return table, re.compile("|".join(_bounded(old) for old in olds), re.IGNORECASE)
-
-
 def _phrases(rules: list[dict[str, Any]], text: str) -> str:
     """Replace and delete phrases in one left-to-right pass (so no rule rewrites another's output)."""
-    entries = tuple(
-        (rule["old"], rule.get("new", "") if rule["kind"] == "replace_phrase" else "")
-        for rule in rules
-        if rule["kind"] in ("replace_phrase", "delete_phrase")
-    )
-    table, pattern = _phrase_matcher(entries)
-    if pattern is None:
+    table: dict[str, tuple[str, str]] = {}
+    for rule in rules:
+        if rule["kind"] in ("replace_phrase", "delete_phrase"):
+            table.setdefault(rule["old"].lower(), (rule["old"], rule.get("new", "") if rule["kind"] == "replace_phrase" else ""))
+    if not table:
         return text
+    olds = sorted((old for old, _new in table.values()), key=lambda s: (-len(s), s))
+    pattern = re.compile("|".join(_bounded(old) for old in olds), re.IGNORECASE)
     out: list[str] = []
     pos = 0
     for match in pattern.finditer(text):
