@@ -50,6 +50,7 @@ EPS = 1e-9
 SEARCH_PAIRS = 400  # the rule-set search ranks on at most this many training pairs (then checks all)
 MAX_SWAP_ROUNDS = 4  # improving swaps of alternative explanations tried after the greedy
 MAX_ALTERNATIVES = 3  # alternatives tried per chosen rule (the best supported)
+MAX_SWAP_TRIES = 8  # rebuilds the swaps may cost in all (bounds synthesis time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +268,8 @@ class RuleSetSynthesizer:
            again, and the swap stays if more pairs come out exact.  This finds the
            decomposition a greedy cannot see: "Thx!" → "Thank you." only pays once the
            shorter signature is chosen.
-        3. Steps 1-2 rank on at most :data:`SEARCH_PAIRS` pairs (evenly spread), so the
-           cost is bounded; the result is then checked on every pair and rules are
+        3. Steps 1-2 rank on at most :data:`SEARCH_PAIRS` pairs (evenly spread) and try at
+           most :data:`MAX_SWAP_TRIES` swaps, so the cost is bounded; the result is then checked on every pair and rules are
            re-admitted one by one, in the search's order, only if no pair gets worse.
         4. Rules that add nothing any more are dropped.
         """
@@ -278,6 +279,7 @@ class RuleSetSynthesizer:
         search = _Search(pairs, targets, baseline, sample, touch, whole, self.min_confidence)
         chosen = search.greedy([], ordered)
         best = search.objective(chosen)
+        tries = 0
         for _round in range(MAX_SWAP_ROUNDS):
             improved = False
             for rule in list(chosen):
@@ -295,6 +297,9 @@ class RuleSetSynthesizer:
                     key=lambda alt: -whole.get(rule_key(alt), 0),
                 )[:MAX_ALTERNATIVES]
                 for alt in alternatives:
+                    if tries >= MAX_SWAP_TRIES:
+                        break
+                    tries += 1
                     # Rebuild around the alternative: the rules proposed by the same edits as ``rule`` or
                     # ``alt`` (which completed ``rule`` and may not complete ``alt``) compete again.
                     near = partners.get(rule_key(rule), set()) | partners.get(rule_key(alt), set())
