@@ -362,12 +362,14 @@ class _Search:
             scores[i], exact[i] = self.score(rules, i, set_id)
         return scores, exact
 
-    def objective(self, rules: list[Rule]) -> tuple[int, float, int]:
-        """Pairs exact, then summed similarity, then (between equally good explanations) how many
-        pairs show the rules as whole edits: a stripped padding plus an appended "-- Support Team"
-        rather than the padding replaced by "-- Support" plus an appended "Team"."""
+    def objective(self, rules: list[Rule]) -> tuple[int, float, int, int]:
+        """Pairs exact, then summed similarity; between equally good explanations the one with
+        fewer rules (one sentence limit rather than a deletion per cut sentence), then the one
+        whose rules more pairs show as whole edits (a stripped padding plus an appended
+        "-- Support Team" rather than the padding replaced by "-- Support" plus an appended "Team")."""
         scores, exact = self.outputs(rules)
-        return sum(exact.values()), round(sum(scores.values()), 6), sum(self.whole.get(rule_key(r), 0) for r in rules)
+        whole = sum(self.whole.get(rule_key(r), 0) for r in rules)
+        return sum(exact.values()), round(sum(scores.values()), 6), -len(rules), whole
 
     def safe(self, rules: list[Rule]) -> bool:
         """No pair scores below its own bad output, none that was exact is not."""
