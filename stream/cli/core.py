@@ -110,7 +110,7 @@ def topics_create(
     partitions: Annotated[Optional[int], typer.Option(help="Partitions per topic (env VT_PARTITIONS, default 3).")] = None,
     replication_factor: Annotated[Optional[int], typer.Option(help="Replication factor (env VT_REPLICATION_FACTOR).")] = None,
 ) -> None:
-    """Create vector-trainer's topics (golden and hooks compacted); existing ones are left alone."""
+    """Create vector-trainer's topics (golden, hooks and curation compacted); existing ones are left alone."""
     from stream.contract.topics import TopicNames
     from stream.runtime.kafka import ensure_topics
 
