@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,17 +37,19 @@ class HashingEmbedder:
     name = "hashing"
 
     def __init__(self, dim: int = 384) -> None:
-        from sklearn.feature_extraction.text import HashingVectorizer
-
         self.dim = dim
-        self._vectorizer = HashingVectorizer(
-            n_features=dim, ngram_range=(1, 2), alternate_sign=True, norm="l2", lowercase=True,
-            token_pattern=r"(?u)\b\w+\b", dtype=np.float32,  # one-letter words count too
-        )
+        self._vectorizer: Any = None  # built on first use: importing scikit-learn takes ~1.5 s, and logs carrying vectors never need it
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._vectorizer is None:
+            from sklearn.feature_extraction.text import HashingVectorizer
+
+            self._vectorizer = HashingVectorizer(
+                n_features=self.dim, ngram_range=(1, 2), alternate_sign=True, norm="l2", lowercase=True,
+                token_pattern=r"(?u)\b\w+\b", dtype=np.float32,  # one-letter words count too
+            )
         return self._vectorizer.transform(texts).toarray().astype(np.float32, copy=False)
 
 

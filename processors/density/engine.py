@@ -27,6 +27,16 @@ quiet the compacted golden table is the same however the run was timed, restarte
 killed: the deterministic trajectory plus one evaluation of the final logs.  Evictions
 never need undoing: TTL (behind a monotonic newest time) and the cap (newest first by
 event time, then arrival) give the same index whether applied once or several times.
+
+*Curation* (topic ``curation``, held by the processor and shared with the engine as
+:attr:`PartitionEngine.decisions`) is an operator's overlay on selection: a rejected log is
+never a candidate (the next best representative of its region may take its place), a pinned
+live SUCCESS log is added after selection whatever its density.  A new decision marks its
+function for evaluation (:meth:`PartitionEngine.curate`), so the idle evaluation publishes it
+without waiting for more logs.  Decisions arrive on their own topic, so *when* a sample enters
+(its ``selected_at`` and the density it carries) may depend on when a decision arrived; which
+keys the golden table holds, with their strategy and pin, depends only on the logs and the
+decisions in force.
 """
 
 from __future__ import annotations
@@ -56,6 +66,8 @@ from .vectors import from_fixed, normalise, uid_hash
 STATE_FILE = "density.json"
 STATE_VERSION = 3  # 2: identical vectors share one HNSW element (column elem); 3: published values, idle evaluations
 _STALE = "stale"  # strategy of a sample inherited from an unusable checkpoint
+_PINNED = "+pinned"  # suffix of a published strategy whose sample is pinned ("steady+pinned")
+REJECT, PIN = "reject", "pin"
 
 # What a golden key shows: (strategy, density as published, selected_at in ms).
 Entry = tuple[str, float, int]
@@ -177,6 +189,18 @@ class PartitionEngine:
         self.watermark_ms: int | None = None
         self.window: int | None = None
         self._mask = chatml.masker(config.mask_keys)
+        # {function: {uuid: "reject" | "pin"}}: the decisions of the curation partition with this
+        # partition's number (the processor owns and persists them, and may replace this mapping).
+        self.decisions: dict[str, dict[str, str]] = {}
+
+    def curate(self, function: str) -> None:
+        """A decision about one of ``function``'s keys changed: evaluate the function again."""
+        fn = self.functions.get(function)
+        if fn is None:
+            return  # applied when its logs arrive
+        fn.dirty = True
+        if fn.dirty_since is None:
+            fn.dirty_since = self.clock()
 
     # ------------------------------------------------------------------ input
     def offer(self, log: ExecutionLog, ref: Any) -> tuple[list[Output], list[Refused]]:
@@ -340,28 +364,39 @@ class PartitionEngine:
             chosen: dict[str, tuple[str, int]] = {}
         else:
             self._evict(fn, index)
-            sel = select(index, self.config.selection)
+            decided = self.decisions.get(fn.name, {})
+            rejected = [uid_hash(u) for u, d in decided.items() if d == REJECT]
+            sel = select(index, self.config.selection, np.array(rejected, dtype=np.int64) if rejected else None)
             chosen = {}
             for strategy, slots in (("steady", sel.steady), ("anomaly", sel.anomaly)):
                 for s in slots.tolist():
                     payload = index.payload[s]
                     assert payload is not None, "only SUCCESS logs (which keep their payload) are selected"
                     chosen[msgspec.msgpack.decode(payload)[0]] = (strategy, s)
+            pins = {u for u, d in decided.items() if d == PIN}
+            if pins:
+                for uuid, s in _pinned(index, pins):
+                    if uuid in chosen:
+                        strategy = chosen[uuid][0]
+                    else:  # not selected on its own: named after the side of the anomaly cut it is on
+                        cut = sel.anomaly_cut
+                        strategy = "anomaly" if cut is not None and int(index.cols.density[s]) <= cut else "steady"
+                    chosen[uuid] = (strategy + _PINNED, s)
         shown = fn.shown()  # what the topic holds
         base = fn.held if fn.held is not None else shown  # what the deterministic trajectory has published
         wm = fn.watermark_ms or 0
         target: dict[str, Entry] = {}
         for uuid, (strategy, slot) in chosen.items():
             kept = base.get(uuid)
-            if kept is not None and kept[0] == strategy:
-                target[uuid] = kept  # published earlier: it keeps the value it entered with
+            if kept is not None and _plain(kept[0]) == _plain(strategy):
+                target[uuid] = (strategy, kept[1], kept[2])  # published earlier: it keeps the value it entered with
             else:
                 assert index is not None
                 target[uuid] = (strategy, _density(index, slot), wm)
         outputs: list[Output] = []
         for uuid in sorted(set(shown) - set(target)):
             outputs.append(Output("golden", _key(fn.name, uuid), None))
-            self.sensor.on_golden_change(fn.name, shown[uuid][0], "leave")
+            self.sensor.on_golden_change(fn.name, _plain(shown[uuid][0]), "leave")
         for uuid, (strategy, slot) in chosen.items():
             entry = target[uuid]
             if shown.get(uuid) == entry:
@@ -369,8 +404,8 @@ class PartitionEngine:
             assert index is not None
             sample = self._sample(fn, index, slot, strategy, _datetime(entry[2]), density=entry[1])
             outputs.append(Output("golden", _key(fn.name, uuid), encode(sample)))
-            if uuid not in shown or shown[uuid][0] != strategy:
-                self.sensor.on_golden_change(fn.name, strategy, "enter")
+            if uuid not in shown or _plain(shown[uuid][0]) != _plain(strategy):
+                self.sensor.on_golden_change(fn.name, _plain(strategy), "enter")
         fn.published = {u: e[0] for u, e in target.items()}
         fn.stamps = {u: (e[1], e[2]) for u, e in target.items()}
         fn.held = base if idle else None
@@ -411,7 +446,8 @@ class PartitionEngine:
         return GoldenSample(
             uuid=uuid,
             function_name=fn.name,
-            strategy=strategy,  # type: ignore[arg-type]
+            strategy=_plain(strategy),  # type: ignore[arg-type]
+            pinned=strategy.endswith(_PINNED),
             density=_density(index, slot) if density is None else density,
             messages=chatml.messages(self.config.system_prompt, fn.name, inputs, return_value),
             source_timestamp=_datetime(ts_ms),
@@ -421,7 +457,12 @@ class PartitionEngine:
     # ------------------------------------------------------------------ views
     def golden(self) -> dict[str, dict[str, str]]:
         """{function: {uuid: strategy}} as published."""
-        return {name: dict(fn.published) for name, fn in sorted(self.functions.items()) if fn.published}
+        return {name: {u: _plain(s) for u, s in fn.published.items()} for name, fn in sorted(self.functions.items()) if fn.published}
+
+    def pinned(self) -> dict[str, set[str]]:
+        """{function: uuids published as pinned}."""
+        return {name: {u for u, s in fn.published.items() if s.endswith(_PINNED)} for name, fn in sorted(self.functions.items())
+                if any(s.endswith(_PINNED) for s in fn.published.values())}
 
     def samples(self) -> list[GoldenSample]:
         """The published golden set as full samples (for ``extract``)."""
@@ -436,7 +477,7 @@ class PartitionEngine:
 
             def rank(item: tuple[str, str], index: FunctionIndex = index, slot_of: dict[str, int] = slot_of) -> tuple[bool, int, str]:
                 uuid, strategy = item  # steady first, then by density (densest first)
-                return strategy != "steady", -int(index.cols.density[slot_of[uuid]]), uuid
+                return _plain(strategy) != "steady", -int(index.cols.density[slot_of[uuid]]), uuid
 
             for uuid, strategy in sorted(fn.published.items(), key=rank):
                 out.append(self._sample(fn, index, slot_of[uuid], strategy, _datetime(fn.watermark_ms or 0)))
@@ -530,16 +571,36 @@ def _snapshot(function: str, index: FunctionIndex, published: dict[str, str]) ->
         vectors=index.vectors(live).astype(np.float64),
         densities=np.asarray(from_fixed(index.cols.density[live]), dtype=np.float64),
         success=index.cols.status[live] == STATUS_CODES["SUCCESS"],
-        strategy=np.array([published.get(u, "") if u is not None else "" for u in uuids], dtype=object),
+        strategy=np.array([_plain(published.get(u, "")) if u is not None else "" for u in uuids], dtype=object),
     )
 
 
 def _counts(published: dict[str, str]) -> dict[str, int]:
     counts = {"steady": 0, "anomaly": 0}
-    for strategy in published.values():
+    for strategy in map(_plain, published.values()):
         if strategy in counts:
             counts[strategy] += 1
     return counts
+
+
+def _plain(strategy: str) -> str:
+    """A published strategy without its pin mark."""
+    return strategy.removesuffix(_PINNED)
+
+
+def _pinned(index: FunctionIndex, uuids: set[str]) -> list[tuple[str, int]]:
+    """(uuid, slot) of the live SUCCESS logs among ``uuids`` (pinned ones), in slot order."""
+    live = index.live_slots()
+    if len(live) == 0:
+        return []
+    hashes = np.array([uid_hash(u) for u in uuids], dtype=np.int64)
+    slots = live[np.isin(index.cols.uid[live], hashes) & (index.cols.status[live] == STATUS_CODES["SUCCESS"])]
+    out = []
+    for s in slots.tolist():
+        payload = index.payload[s]
+        if payload is not None and (uuid := msgspec.msgpack.decode(payload)[0]) in uuids:  # not a hash collision
+            out.append((uuid, s))
+    return out
 
 
 def _density(index: FunctionIndex, slot: int) -> float:

@@ -94,6 +94,9 @@ def extract(
             reject(r.ref, r.error_type, r.error)
         engine.evaluate()
     finally:
+        for fn in engine.functions.values():
+            if fn.index is not None:
+                fn.index.close()  # a graph still being built (exact -> HNSW) would not be used any more
         if rejects is not None:
             rejects.close()
     samples = engine.samples()

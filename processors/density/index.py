@@ -29,7 +29,10 @@ was found).
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +63,10 @@ class IndexParams:
     max_k: int = 4096
     threads: int = 1
     seed: int = 100
+    # The exact -> HNSW switch builds the graph in the call that crosses the threshold when the
+    # threshold is at most this (~0.2 s at 384-d); else off the worker from half the threshold on
+    # (see _Builder and FunctionIndex._build_from).
+    foreground_build_max: int = 1024
 
 
 @dataclass(slots=True)
@@ -149,6 +156,106 @@ class _Level0:
         return self._sorter[np.searchsorted(sorted_labels, np.asarray(labels, dtype=np.uint64))]
 
 
+class _Builder:
+    """A new HNSW index whose hnswlib calls run, in the order given, on a thread of their own.
+
+    The exact -> HNSW switch of a function adds every live vector to a new graph (~3 s at
+    16k 384-d vectors): done in one go it would block the worker that long.  Instead the
+    index stays in exact mode while this thread builds the graph, and every later insert
+    and eviction is queued to it as the hnswlib calls HNSW mode would have made (same
+    additions, deletions and resizes, in the same order), so the finished graph is the
+    one the one-go switch and the same later calls would have given.  hnswlib releases
+    the GIL inside its calls, so the worker goes on meanwhile; nothing reads the graph
+    until every queued call is done (one index is never used from two threads at once).
+    """
+
+    _CHUNK = 256  # vectors per add_items call: a cancelled build stops within one chunk
+
+    def __init__(self, dim: int, params: IndexParams, capacity: int) -> None:
+        self.index = hnswlib.Index(space="ip", dim=dim)
+        self.index.init_index(
+            max_elements=capacity, M=params.m, ef_construction=params.ef_construction,
+            random_seed=params.seed, allow_replace_deleted=True,
+        )
+        self._ops: deque[tuple[str, object]] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._cancelled = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="hnsw-build", daemon=True)
+        self._thread.start()
+
+    def add(self, vectors: np.ndarray, labels: np.ndarray, live_elements: int, replace_deleted: bool) -> None:
+        """add_items, after the resize HNSW mode makes for it (``live_elements``: counting these)."""
+        self._submit("add", (np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(labels, dtype=np.uint64), live_elements, replace_deleted))
+
+    def delete(self, label: int) -> None:
+        self._submit("delete", label)
+
+    def done(self) -> bool:
+        """Every queued call has run (then the graph is the caller's alone)."""
+        with self._cond:
+            if self.error is not None:
+                raise RuntimeError("building the HNSW index failed") from self.error
+            return not self._ops and not self._busy
+
+    def wait(self) -> None:
+        with self._cond:
+            while (self._ops or self._busy) and self.error is None:
+                self._cond.wait()
+        self.done()
+
+    def stop(self) -> None:
+        """End the thread; with calls still queued, they are dropped (the graph is then useless)."""
+        with self._cond:
+            self._cancelled = True
+            self._ops.clear()
+            self._cond.notify_all()
+
+    def _submit(self, kind: str, arg: object) -> None:
+        with self._cond:
+            self._ops.append((kind, arg))
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ops and not self._cancelled:
+                    self._cond.wait()
+                if self._cancelled:
+                    return
+                kind, arg = self._ops.popleft()
+                self._busy = True
+            try:
+                self._do(kind, arg)
+            except BaseException as exc:  # reported to the worker by done()/wait()
+                with self._cond:
+                    self.error = exc
+                    self._busy = False
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _do(self, kind: str, arg: object) -> None:
+        index = self.index
+        if kind == "delete":
+            index.mark_deleted(arg)
+            return
+        vectors, labels, live_elements, replace_deleted = arg  # type: ignore[misc]
+        # As FunctionIndex._add_elements: grow by half when the new elements do not fit.
+        deleted = index.get_current_count() - live_elements + len(labels)
+        needed = index.get_current_count() + max(0, len(labels) - deleted)
+        if needed > index.get_max_elements():
+            index.resize_index(max(needed, int(index.get_max_elements() * 1.5)))
+        for start in range(0, len(labels), self._CHUNK):
+            if self._cancelled:
+                return
+            # One thread: the graph then depends only on the insertion order (deterministic replays).
+            index.add_items(vectors[start : start + self._CHUNK], labels[start : start + self._CHUNK], num_threads=1, replace_deleted=replace_deleted)
+
+
 class FunctionIndex:
     """Density index of one function (one vector dimension)."""
 
@@ -176,6 +283,9 @@ class FunctionIndex:
         self._orphans = np.empty(0, dtype=np.uint64)
         self._orphan_vectors = np.zeros((0, dim), dtype=np.float32)
         self._level0_copy: _Level0 | None = None  # see _level0
+        # Exact mode past the threshold: the HNSW graph being built off the worker (see _Builder).
+        self._builder: _Builder | None = None
+        self._stop_builder: Callable[[], object] = lambda: None
 
     # ------------------------------------------------------------------ queries
     @property
@@ -340,6 +450,7 @@ class FunctionIndex:
         stats = BatchStats(rows=m)
         if m == 0:
             return np.empty(0, dtype=np.int64), stats
+        self._adopt_graph()
         slots = self._allocate(m)
         c = self.cols
         c.ts[slots], c.seq[slots], c.uid[slots], c.status[slots] = ts, seq, uid, status
@@ -355,8 +466,9 @@ class FunctionIndex:
         hoods = self._search(vectors, slots, within_batch=True)
         self._apply(hoods, slots, sign=1)
         stats.neighbours = int(len(hoods.labels))
-        if self._hnsw is None and self.live_count > self.params.exact_threshold:
-            self._to_hnsw()  # densities carry over as they are: both modes settle pairs the same way
+        if self._hnsw is None and self._builder is None and self.live_count > self._build_from():
+            self._start_hnsw()  # densities carry over as they are: both modes settle pairs the same way
+        self._adopt_graph()
         self._collect(stats, started)
         return slots, stats
 
@@ -382,6 +494,9 @@ class FunctionIndex:
         if self._hnsw is None:
             assert self._matrix is not None
             self._matrix[slots] = vectors
+            if self._builder is not None:  # what HNSW mode would do, for the graph being built
+                new = self._join_elements(slots, vectors)
+                self._builder.add(vectors[new], self.labels(slots[new]), len(self._members), replace_deleted=True)
             return
         new = self._join_elements(slots, vectors)
         self._add_elements(slots[new], vectors[new])
@@ -409,6 +524,9 @@ class FunctionIndex:
         """An element's vector: from this batch when it was created here, else from hnswlib."""
         if elem in created:
             return vectors[created[elem]]
+        if self._hnsw is None:  # building: a live member's row of the matrix holds it
+            assert self._matrix is not None
+            return self._matrix[self._members[elem][0]]
         assert self._hnsw is not None
         return np.asarray(self._hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
 
@@ -435,24 +553,58 @@ class FunctionIndex:
         index.add_items(vectors, self.labels(slots), num_threads=1, replace_deleted=True)
         self._graph_changed()
 
-    def _to_hnsw(self) -> None:
-        """Move the vectors from the exact matrix into a new HNSW index."""
+    def _start_hnsw(self) -> None:
+        """Start moving the vectors from the exact matrix into a new HNSW index (see :class:`_Builder`).
+
+        The index answers in exact mode until the graph is complete (:meth:`_adopt_graph`).
+        """
         p = self.params
         live = self.live_slots()
-        index = hnswlib.Index(space="ip", dim=self.dim)
-        index.init_index(
-            max_elements=max(2 * len(live), 1024), M=p.m, ef_construction=p.ef_construction,
-            random_seed=p.seed, allow_replace_deleted=True,
-        )
         assert self._matrix is not None
         vectors = self._matrix[live]
-        self._hnsw = index
-        self._matrix = None
-        self._graph_changed()
+        builder = _Builder(self.dim, p, max(2 * len(live), 1024))
         self._members, self._by_hash = {}, {}
         new = self._join_elements(live, vectors)
-        index.add_items(vectors[new], self.labels(live[new]), num_threads=1)
+        builder.add(vectors[new], self.labels(live[new]), len(self._members), replace_deleted=False)
+        self._builder = builder
+        self._stop_builder = weakref.finalize(self, builder.stop)  # an index dropped mid-build stops its thread
+        if p.exact_threshold <= p.foreground_build_max:
+            self._adopt_graph(wait=True)
+
+    def _build_from(self) -> int:
+        """Live logs above which the HNSW graph is started: at the threshold when it is small enough to
+        build in one call, else at half of it, so that it has caught up (off the worker) by the time the
+        threshold is crossed; the index answers in exact mode up to the threshold either way."""
+        p = self.params
+        return p.exact_threshold if p.exact_threshold <= p.foreground_build_max else p.exact_threshold // 2
+
+    def _adopt_graph(self, wait: bool = False) -> None:
+        """Switch to HNSW mode once past the threshold and the graph being built has caught up
+        (with ``wait``: block until then)."""
+        builder = self._builder
+        if builder is None or self.live_count <= self.params.exact_threshold:
+            return
+        if wait:
+            builder.wait()
+        elif not builder.done():
+            return
+        self._stop_builder()
+        self._builder = None
+        self._hnsw = builder.index
+        self._matrix = None
+        self._graph_changed()
         self._find_orphans()
+
+    def finish_hnsw(self) -> None:
+        """Wait for a graph being built and switch to it (tests; a worker never needs to)."""
+        self._adopt_graph(wait=True)
+
+    def close(self) -> None:
+        """Stop building a graph nobody will use (the index stays in exact mode, complete)."""
+        if self._builder is not None:
+            self._stop_builder()
+            self._builder = None
+            self._members, self._by_hash, self._self_weights = {}, {}, {}
 
     # ------------------------------------------------------------------ evict
     def evict(self, slots: np.ndarray) -> BatchStats:
@@ -462,11 +614,12 @@ class FunctionIndex:
         stats = BatchStats(rows=len(slots))
         if len(slots) == 0:
             return stats
+        self._adopt_graph()
         hoods = self._search(self.vectors(slots), slots)
         self._apply(hoods, slots, sign=-1)
         stats.neighbours = int(len(hoods.labels))
         c = self.cols
-        if self._hnsw is not None:
+        if self._hnsw is not None or self._builder is not None:
             self._leave_elements(slots)
         for s in slots.tolist():
             self._uid_slot.pop(int(c.uid[s]), None)
@@ -481,23 +634,29 @@ class FunctionIndex:
 
     def _leave_elements(self, slots: np.ndarray) -> None:
         """Take evicted logs out of their elements; an element leaves the graph with its last log."""
-        assert self._hnsw is not None
         gone = set(slots.tolist())
+        hnsw, builder = self._hnsw, self._builder
         for elem in sorted({int(e) for e in self.cols.elem[slots]}):
             members = [s for s in self._members[elem] if s not in gone]
             if members:
                 self._members[elem] = members
                 continue
-            vector = np.asarray(self._hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
-            self._hnsw.mark_deleted(elem)
-            self._graph_changed()
+            if hnsw is not None:
+                vector = np.asarray(hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
+                hnsw.mark_deleted(elem)
+                self._graph_changed()
+            else:  # building: the evicted rows are still in the matrix
+                assert builder is not None and self._matrix is not None
+                vector = self._matrix[self._members[elem][0]]
+                builder.delete(elem)
             del self._members[elem]
             self._self_weights.pop(elem, None)
             h = hash(vector.tobytes())
             self._by_hash[h].remove(elem)
             if not self._by_hash[h]:
                 del self._by_hash[h]
-        self._find_orphans()
+        if hnsw is not None:
+            self._find_orphans()
 
     # ------------------------------------------------------------------ shared
     def _search(

@@ -4,6 +4,12 @@ One :class:`~processors.density.engine.PartitionEngine` per owned partition (key
 are function names, so a function's logs, and its index, live in one partition).
 State is checkpointed per partition; without a checkpoint a partition is rebuilt
 from the beginning of the topic, because the index is derived from all of it.
+
+Curation decisions (compacted topic ``curation``, key ``function/uuid``, partitioned by
+function like the logs) are kept per curation partition, checkpointed with it and read
+from the beginning without a checkpoint (the topic is small and compacted); the engine of
+executions partition p follows the decisions of curation partition p, which the consumer
+group's range assignment gives to the same instance.
 """
 
 from __future__ import annotations
@@ -18,17 +24,20 @@ import msgspec
 from threadpoolctl import threadpool_limits
 
 from stream.contract.config import DensitySettings
-from stream.contract.deadletter import WRONG_TYPE
-from stream.contract.events import ExecutionLog
+from stream.contract.deadletter import INVALID_VALUE, WRONG_TYPE
+from stream.contract.events import Curation, ExecutionLog
 from stream.contract.processing import FROM_BEGINNING, REBUILD, Processor, Record, Rejection, Result
 from stream.contract.sensors import DensitySensor
 
 from .embedder import Embedder, make_embedder
-from .engine import STATE_VERSION, EngineConfig, FunctionSnapshot, PartitionEngine
+from .engine import PIN, REJECT, STATE_VERSION, EngineConfig, FunctionSnapshot, PartitionEngine
 from .index import IndexParams
 from .selection import SelectionParams
 
 log = logging.getLogger(__name__)
+
+CURATION = "curation"
+CURATION_FILE = "curation.json"
 
 
 def engine_config(s: DensitySettings, embedder: Embedder | None = None) -> EngineConfig:
@@ -68,7 +77,7 @@ class DensityProcessor(Processor):
     """Incremental density index per function and golden selection (MISSION.md, Engine 1)."""
 
     name: ClassVar[str] = "density"
-    inputs: ClassVar[tuple[str, ...]] = ("executions",)
+    inputs: ClassVar[tuple[str, ...]] = ("executions", CURATION)
     stateful: ClassVar[bool] = True
 
     def __init__(
@@ -93,17 +102,23 @@ class DensityProcessor(Processor):
         self.sensor = sensor if sensor is not None else DensitySensor()
         self.engines: dict[int, PartitionEngine] = {}
         self._last_input: dict[int, float] = {}  # partition -> wall clock of its last record
+        # curation partition -> {function: {uuid: "reject" | "pin"}}; engine p reads the same dict object
+        self.decisions: dict[int, dict[str, dict[str, str]]] = {}
 
-    def _new_engine(self) -> PartitionEngine:
-        return PartitionEngine(self.config, self.embedder, self.sensor, self._clock)
+    def _new_engine(self, partition: int) -> PartitionEngine:
+        engine = PartitionEngine(self.config, self.embedder, self.sensor, self._clock)
+        engine.decisions = self.decisions.setdefault(partition, {})
+        return engine
 
     def process(self, records: list[Record]) -> Result:
+        if records and records[0].topic == CURATION:
+            return self._curate(records)
         result = Result()
         touched: list[PartitionEngine] = []
         for record in records:
             engine = self.engines.get(record.partition)
             if engine is None:  # called without load_state (plain tests): start empty
-                engine = self.engines[record.partition] = self._new_engine()
+                engine = self.engines[record.partition] = self._new_engine(record.partition)
             if engine not in touched:
                 touched.append(engine)
             event = record.value
@@ -117,6 +132,41 @@ class DensityProcessor(Processor):
             result.rejected.extend(Rejection(r.ref, r.error_type, r.error) for r in engine.flush())
         if records:
             self._last_input[records[0].partition] = self._clock()
+        return result
+
+    def _curate(self, records: list[Record]) -> Result:
+        """Decisions of one curation partition: remember them, mark their functions for evaluation."""
+        result = Result()
+        decisions = self.decisions.setdefault(records[0].partition, {})
+        changed: set[str] = set()
+        for record in records:
+            key = (record.key or b"").decode("utf-8", errors="replace")
+            function, _, uuid = key.partition("/")
+            event = record.value
+            if event is None:  # a tombstone: the decision is withdrawn
+                if not function or not uuid:
+                    continue  # nothing could have been decided under such a key
+                if decisions.get(function, {}).pop(uuid, None) is not None:
+                    changed.add(function)
+                    if not decisions[function]:
+                        del decisions[function]
+                continue
+            if not isinstance(event, Curation):
+                result.rejected.append(Rejection(record, WRONG_TYPE, f"expected a curation decision, got {type(event).__name__}"))
+                continue
+            if key != f"{event.function_name}/{event.uuid}":
+                result.rejected.append(Rejection(
+                    record, INVALID_VALUE, f"key {key[:300]!r} is not function_name/uuid of the decision - at `$.uuid`"
+                ))
+                continue
+            assert event.decision in (REJECT, PIN)
+            if decisions.get(function, {}).get(uuid) != event.decision:
+                decisions.setdefault(function, {})[uuid] = event.decision
+                changed.add(function)
+        engine = self.engines.get(records[0].partition)
+        if engine is not None:
+            for function in sorted(changed):
+                engine.curate(function)
         return result
 
     def tick(self, now: float) -> Result:
@@ -136,13 +186,35 @@ class DensityProcessor(Processor):
         return result
 
     def save_state(self, topic: str, partition: int, directory: Path) -> None:
+        if topic == CURATION:
+            decisions = self.decisions.get(partition, {})
+            (directory / CURATION_FILE).write_bytes(msgspec.json.encode(decisions, order="sorted"))
+            return
         engine = self.engines.get(partition)
         if engine is None:
-            engine = self._new_engine()
+            engine = self._new_engine(partition)
         engine.save(directory)
 
+    def _load_curation(self, partition: int, directory: Path | None) -> int:
+        decisions = self.decisions.setdefault(partition, {})  # engine `partition` may hold this very dict
+        decisions.clear()
+        if directory is not None:
+            try:
+                saved = msgspec.json.decode((directory / CURATION_FILE).read_bytes(), type=dict[str, dict[str, str]])
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.error("curation checkpoint of partition %d is unreadable (%s): reading the topic again", partition, exc)
+                return REBUILD
+            decisions.update(saved)
+        engine = self.engines.get(partition)
+        if engine is not None:
+            for function in sorted(decisions):
+                engine.curate(function)  # its checkpoint may predate some of these decisions
+        return FROM_BEGINNING  # the topic is small and compacted: without a checkpoint, read it all
+
     def load_state(self, topic: str, partition: int, directory: Path | None) -> int:
-        engine = self._new_engine()
+        if topic == CURATION:
+            return self._load_curation(partition, directory)
+        engine = self._new_engine(partition)
         self.engines[partition] = engine
         self._last_input[partition] = self._clock()  # a restored partition with unevaluated logs waits idle_evaluate_s
         if directory is None:
@@ -161,10 +233,15 @@ class DensityProcessor(Processor):
             engine.inherit_published(meta)
             return REBUILD
         engine.load(directory, meta)
+        for function in sorted(engine.decisions):
+            engine.curate(function)  # decisions read since this checkpoint was written are applied
         log.info("density state of %s[%d] restored: %s", topic, partition, engine.summary())
         return FROM_BEGINNING
 
     def release(self, topic: str, partition: int) -> None:
+        if topic == CURATION:
+            self.decisions.get(partition, {}).clear()
+            return
         engine = self.engines.pop(partition, None)
         self._last_input.pop(partition, None)
         if engine is not None:
@@ -176,6 +253,13 @@ class DensityProcessor(Processor):
         out: dict[str, dict[str, str]] = {}
         for engine in self.engines.values():
             out.update(engine.golden())
+        return dict(sorted(out.items()))
+
+    def pinned(self) -> dict[str, set[str]]:
+        """{function: uuids published as pinned} over owned partitions."""
+        out: dict[str, set[str]] = {}
+        for engine in self.engines.values():
+            out.update(engine.pinned())
         return dict(sorted(out.items()))
 
     def status(self) -> dict[str, Any]:

@@ -42,8 +42,13 @@ class Selection:
     anomaly_cut: int | None  # fixed-point density at or below which logs are anomaly candidates
 
 
-def select(index: FunctionIndex, params: SelectionParams) -> Selection:
-    """The golden set of one function's index as it is now."""
+def select(index: FunctionIndex, params: SelectionParams, exclude: np.ndarray | None = None) -> Selection:
+    """The golden set of one function's index as it is now.
+
+    ``exclude``: uuid hashes (``vectors.uid_hash``) of logs an operator rejected.  They still
+    count towards densities and the anomaly cut, but are never candidates, so the next best
+    representative of their region can take their place.
+    """
     live = index.live_slots()
     empty = np.empty(0, dtype=np.int64)
     if len(live) == 0:
@@ -51,6 +56,8 @@ def select(index: FunctionIndex, params: SelectionParams) -> Selection:
     c = index.cols
     density = c.density[live]
     success = c.status[live] == SUCCESS
+    if exclude is not None and len(exclude):
+        success &= ~np.isin(c.uid[live], exclude)
     cut: int | None = None
     if params.anomaly_k > 0 and len(live) >= params.anomaly_min_logs:
         rank = int(np.floor(params.anomaly_percentile / 100.0 * (len(live) - 1)))

@@ -22,6 +22,10 @@ _TOKEN = re.compile(r"\w+|[^\w\s]+")
 
 Embedder = Callable[[str], Sequence[float]]
 
+# A changed region of m old and n new words has about (m + 1) * (n + 1) ways to be cut in two;
+# above this many, it is cut only after punctuation (between sentences or clauses).
+MAX_SPLIT_GRID = 30
+
 
 @dataclass(frozen=True, slots=True)
 class Token:
@@ -62,6 +66,11 @@ class DiffAnalysis:
     similarity: float  # word-level similarity (see :func:`similarity`), 1 = same words
     semantic_difference: float  # 1 - cosine of embeddings, or 1 - token Jaccard without an embedder
     semantic_method: str = "token-jaccard"  # which of the two measured semantic_difference
+    # Every way of cutting each edit in two (see :func:`FeedbackDiffAnalyzer.splits`): touching
+    # corrections the alignment merged into one edit ("Thx!" → "Thank you. — Acme Support") show
+    # up here as their parts ("Thx!" → "Thank you." then an appended " — Acme Support").
+    # ``splits[k]`` holds the cuts of ``edits[k]``.
+    splits: tuple[tuple[tuple[Edit, Edit], ...], ...] = ()
 
     @property
     def unchanged(self) -> bool:
@@ -96,11 +105,13 @@ class FeedbackDiffAnalyzer:
 
     def analyze(self, bad: str, fixed: str) -> DiffAnalysis:
         a, b = tokenize(bad), tokenize(fixed)
-        edits = tuple(self._edits(bad, fixed, a, b))
+        regions = self._regions(a, b)
+        edits = tuple(self._edit(bad, fixed, a, b, *r) for r in regions)
         return DiffAnalysis(
             bad=bad,
             fixed=fixed,
             edits=edits,
+            splits=tuple(self._splits(bad, fixed, a, b, regions)),
             token_distance=Levenshtein.normalized_distance([t.text for t in a], [t.text for t in b]),
             similarity=similarity(bad, fixed),
             semantic_difference=self._semantic_difference(bad, fixed, a, b),
@@ -121,20 +132,50 @@ class FeedbackDiffAnalyzer:
             return 0.0
         return 1.0 - len(sa & sb) / len(sa | sb)
 
-    def _edits(self, bad: str, fixed: str, a: list[Token], b: list[Token]) -> list[Edit]:
-        ops = _token_ops(a, b)
-        # Merge neighbouring changes into one edit: "Mr. Customer" → "valued customer" is one phrase.
+    @staticmethod
+    def _regions(a: list[Token], b: list[Token]) -> list[tuple[int, int, int, int]]:
+        """Changed token regions ``(i1, i2, j1, j2)``, neighbouring changes merged into one edit:
+        "Mr. Customer" → "valued customer" is one phrase."""
         merged: list[list[int]] = []
-        for tag, i1, i2, j1, j2 in ops:
+        for tag, i1, i2, j1, j2 in _token_ops(a, b):
             if tag == "equal":
                 continue
             if merged and merged[-1][1] == i1 and merged[-1][3] == j1:
                 merged[-1][1], merged[-1][3] = i2, j2
             else:
                 merged.append([i1, i2, j1, j2])
-        out: list[Edit] = []
-        for i1, i2, j1, j2 in merged:
-            out.append(self._edit(bad, fixed, a, b, i1, i2, j1, j2))
+        return [(i1, i2, j1, j2) for i1, i2, j1, j2 in merged]
+
+    def _splits(
+        self, bad: str, fixed: str, a: list[Token], b: list[Token], regions: list[tuple[int, int, int, int]]
+    ) -> list[tuple[tuple[Edit, Edit], ...]]:
+        """Each region cut in two at every pair of word boundaries ``(k, l)`` (both parts non-empty).
+
+        Small regions are cut at every space; pure insertions and deletions, and regions
+        with more than :data:`MAX_SPLIT_GRID` cuts, only after punctuation, so long
+        rewrites do not flood the synthesiser with fragments.
+        """
+        out: list[tuple[tuple[Edit, Edit], ...]] = []
+        for i1, i2, j1, j2 in regions:
+            cuts: list[tuple[Edit, Edit]] = []
+            # Cut only where whitespace separates tokens: "Thx!" is one unit, never "Thx" and "!".
+            # A pure deletion or insertion is cut only after punctuation: two deleted sentences
+            # are two candidates, but not every run of words inside them.
+            # So is a region with more than MAX_SPLIT_GRID cuts (a padding replaced by a signature).
+            pure = i1 == i2 or j1 == j2
+            ks = [k for k in range(i1, i2 + 1) if k in (i1, i2) or _cut(a, k, pure)]
+            ls = [l for l in range(j1, j2 + 1) if l in (j1, j2) or _cut(b, l, pure)]
+            if len(ks) * len(ls) > MAX_SPLIT_GRID:
+                ks = [k for k in ks if k in (i1, i2) or _cut(a, k, True)]
+                ls = [l for l in ls if l in (j1, j2) or _cut(b, l, True)]
+            for k in ks:
+                for l in ls:
+                    # Not the two ends, nor the cuts that only turn a replacement into a deletion
+                    # beside an insertion (the edit itself already says that).
+                    if (k, l) in ((i1, j1), (i2, j2), (i1, j2), (i2, j1)):
+                        continue
+                    cuts.append((self._edit(bad, fixed, a, b, i1, k, j1, l), self._edit(bad, fixed, a, b, k, i2, l, j2)))
+            out.append(tuple(cuts))
         return out
 
     @staticmethod
@@ -154,8 +195,8 @@ class FeedbackDiffAnalyzer:
             old_span = (a[i1 - 1].end if i1 > 0 else 0, len(bad))
             new_span = (b[j1 - 1].end if j1 > 0 else 0, len(fixed))
         else:
-            old_span = (a[i1].start, a[i2 - 1].end) if i2 > i1 else (a[i1].start, a[i1].start)
-            new_span = (b[j1].start, b[j2 - 1].end) if j2 > j1 else (b[j1].start, b[j1].start)
+            old_span = (a[i1].start, a[i2 - 1].end) if i2 > i1 else _point(a, i1, len(bad))
+            new_span = (b[j1].start, b[j2 - 1].end) if j2 > j1 else _point(b, j1, len(fixed))
         op = "replace" if i2 > i1 and j2 > j1 else ("delete" if i2 > i1 else "insert")
         return Edit(
             op=op,
@@ -169,6 +210,19 @@ class FeedbackDiffAnalyzer:
             new_span=new_span,
             capitalized=capitalized,
         )
+
+
+def _cut(tokens: list[Token], k: int, after_punctuation: bool) -> bool:
+    """Whether an edit may be cut before token ``k``: whitespace before it (and punctuation, if asked)."""
+    if tokens[k - 1].end >= tokens[k].start:
+        return False
+    return not after_punctuation or not (tokens[k - 1].text[-1:].isalnum() or tokens[k - 1].text[-1:] == "_")
+
+
+def _point(tokens: list[Token], i: int, end: int) -> tuple[int, int]:
+    """The empty span where token ``i`` starts (the text's end past the last token)."""
+    at = tokens[i].start if i < len(tokens) else end
+    return at, at
 
 
 def _token_ops(a: list[Token], b: list[Token]) -> list[tuple[str, int, int, int, int]]:

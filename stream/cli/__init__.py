@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from . import core, hooks, observability, tools, train  # noqa: F401  (they register their commands)
+from . import console, core, hooks, observability, tools, train  # noqa: F401  (they register their commands)
 from .common import app
 
 __all__ = ["app", "main"]

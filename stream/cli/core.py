@@ -110,7 +110,7 @@ def topics_create(
     partitions: Annotated[Optional[int], typer.Option(help="Partitions per topic (env VT_PARTITIONS, default 3).")] = None,
     replication_factor: Annotated[Optional[int], typer.Option(help="Replication factor (env VT_REPLICATION_FACTOR).")] = None,
 ) -> None:
-    """Create vector-trainer's topics (golden and hooks compacted); existing ones are left alone."""
+    """Create vector-trainer's topics (golden, hooks and curation compacted); existing ones are left alone."""
     from stream.contract.topics import TopicNames
     from stream.runtime.kafka import ensure_topics
 
@@ -225,17 +225,21 @@ def demo(
     seed: Annotated[int, typer.Option(help="Traffic seed.")] = 7,
     metrics_port: Annotated[int, typer.Option(help="Port of the processor's /metrics (0 = any free port).")] = 9464,
     prometheus: Annotated[bool, typer.Option("--prometheus/--no-prometheus", help="Run a local Prometheus next to the processor when installed.")] = True,
+    web_console: Annotated[bool, typer.Option("--console/--no-console", help="Run the web console next to the processor and print its URL.")] = True,
+    console_port: Annotated[int, typer.Option(help="Port of the web console (0 or taken = any free port).")] = 8080,
+    keep: Annotated[bool, typer.Option("--keep", help="After the summary, keep the broker, processor, console and Prometheus up until Ctrl-C.")] = False,
 ) -> None:
     """The whole loop on one machine, then a summary of every topic (what 'make demo' runs).
 
-    Embedded broker, processor, realistic traffic; with Prometheus installed, also a
-    local Prometheus and a few PromQL answers.
+    Embedded broker, processor, realistic traffic and the web console; with Prometheus
+    installed, also a local Prometheus and a few PromQL answers.
     """
     from stream.tools.demo import run_demo
 
     # Piped output (CI logs, `make demo | tee`) gets rich's 80 columns, too narrow for the summary tables.
     console = out if out.is_terminal else Console(width=max(out.width, 120))
     code = run_demo(
-        duration=duration, rate=rate, state_dir=state_dir, seed=seed, metrics_port=metrics_port, console=console, prometheus=prometheus
+        duration=duration, rate=rate, state_dir=state_dir, seed=seed, metrics_port=metrics_port, console=console, prometheus=prometheus,
+        web_console=web_console, console_port=console_port, keep=keep,
     )
     raise typer.Exit(code)

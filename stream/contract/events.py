@@ -29,6 +29,7 @@ NonNegInt = Annotated[int, Meta(ge=0)]
 
 Status = Literal["SUCCESS", "ERROR", "FAILURE", "ANOMALY", "CACHE_HIT"]
 Strategy = Literal["steady", "anomaly"]
+Decision = Literal["reject", "pin"]
 Role = Literal["system", "user", "assistant"]
 TrainingStatus = Literal[
     "queued", "validating", "running", "succeeded", "failed", "cancelled", "rejected_budget", "exported"
@@ -141,10 +142,32 @@ class GoldenSample(Event):
     messages: list[ChatMessage]
     source_timestamp: datetime
     selected_at: datetime
+    pinned: Annotated[
+        bool, Meta(description="an operator pinned the sample (topic `curation`): it stays whatever its density")
+    ] = False
 
     def __post_init__(self) -> None:
         self.source_timestamp = _aware(self.source_timestamp)
         self.selected_at = _aware(self.selected_at)
+
+
+class Curation(Event):
+    """An operator's decision about one golden key (compacted topic ``curation``, key ``function_name/uuid``).
+
+    ``reject``: the log never enters (or leaves) the golden set, so no training dataset
+    holds it; ``pin``: it is in the golden set whatever its density (while it is indexed,
+    i.e. until TTL or the per-function cap evicts it).  A tombstone clears the decision.
+    """
+
+    function_name: FunctionName
+    uuid: Uuid
+    decision: Decision
+    at: datetime
+    reason: Annotated[str, Meta(max_length=2000)] | None = None
+    by: Annotated[str, Meta(max_length=256)] | None = None
+
+    def __post_init__(self) -> None:
+        self.at = _aware(self.at)
 
 
 class HookValidation(Event):
@@ -263,6 +286,7 @@ TOPIC_TYPES: dict[str, type[Event]] = {
     "training": TrainingEvent,
     "models": ModelUpdated,
     "dlq": DeadLetter,
+    "curation": Curation,
 }
 
 _encoder = msgspec.json.Encoder()

@@ -16,6 +16,7 @@ HOOKS = "hooks"
 TRAINING = "training"
 MODELS = "models"
 DLQ = "dlq"
+CURATION = "curation"
 # Every hook release ever made, key ``function_name/version`` (compacted: one record per version),
 # so version history, diff and rollback need only the broker, not the disk of the instance that made them.
 HOOK_HISTORY = "hooks.history"
@@ -25,9 +26,10 @@ HOOK_HISTORY = "hooks.history"
 STATE = "state"
 STATE_INDEX = "state.index"
 
-ALL = (EXECUTIONS, FEEDBACK, GOLDEN, HOOKS, TRAINING, MODELS, DLQ, HOOK_HISTORY, STATE, STATE_INDEX)
-COMPACTED = frozenset({GOLDEN, HOOKS, HOOK_HISTORY, STATE, STATE_INDEX})
-INPUTS = (EXECUTIONS, FEEDBACK)
+ALL = (EXECUTIONS, FEEDBACK, GOLDEN, HOOKS, TRAINING, MODELS, DLQ, CURATION, HOOK_HISTORY, STATE, STATE_INDEX)
+# curation: an operator's decision per golden key (reject or pin); a tombstone clears it.
+COMPACTED = frozenset({GOLDEN, HOOKS, CURATION, HOOK_HISTORY, STATE, STATE_INDEX})
+INPUTS = (EXECUTIONS, FEEDBACK, CURATION)
 INTERNAL = (STATE, STATE_INDEX)  # the runtime's own; not events
 
 
@@ -57,8 +59,8 @@ class TopicNames:
 
 def topic_configs(logical: str) -> dict[str, str]:
     if logical in COMPACTED:
-        # The compacted topics *are* the current golden set / current hook per function / every hook
-        # version / the newest snapshot of each partition's state (chunks in two alternating slots).
+        # The compacted topics *are* the current golden set / current hook per function / current decisions /
+        # every hook version / the newest snapshot of each partition's state (chunks in two alternating slots).
         return {"cleanup.policy": "compact"}
     return {"cleanup.policy": "delete"}
 

@@ -67,7 +67,8 @@ def _progress_table(sent: int, target: int, scrape: Scrape | None, elapsed: floa
 
 
 def run_demo(
-    *, duration: float, rate: float, state_dir: Path, seed: int, metrics_port: int, console: Console, prometheus: bool = True
+    *, duration: float, rate: float, state_dir: Path, seed: int, metrics_port: int, console: Console, prometheus: bool = True,
+    web_console: bool = True, console_port: int = 8080, keep: bool = False,
 ) -> int:
     if state_dir.exists():
         shutil.rmtree(state_dir)
@@ -93,12 +94,15 @@ def run_demo(
         with open(proc_log, "wb") as log_fh:
             proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=env)
         prom = _start_prometheus(state_dir / "prometheus", port, console) if prometheus else None
+        web: subprocess.Popen[bytes] | None = None
         promql: Table | None = None
         try:
             if not _wait_ready(f"http://127.0.0.1:{port}/ready", proc, timeout=60):
                 console.print(f"[red]the processor did not become ready; see {proc_log}[/red]")
                 return 1
             console.print(f"processor pid {proc.pid} ready; metrics at [bold]{metrics_url}[/bold]; log {proc_log}")
+            if web_console:
+                web = _start_console(broker.bootstrap, metrics_url, state_dir, console_port, console)
             if prom is not None:
                 prom = _wait_scraped(prom, console)
             sent = _produce_with_progress(broker.bootstrap, names, duration, rate, seed, metrics_url, console)
@@ -106,7 +110,11 @@ def run_demo(
             if prom is not None:
                 time.sleep(2.5)  # two more scrapes: Prometheus holds the final values
                 promql = _promql_table(prom)
+            if keep:
+                _keep_running(web, prom, console)
         finally:
+            if web is not None:
+                _stop(web)
             if prom is not None:
                 prom.stop()
             proc.send_signal(signal.SIGTERM)
@@ -131,6 +139,48 @@ def run_demo(
     )
     console.print(f"logs: {state_dir / 'processor.log'}, {state_dir / 'broker.log'}")
     return 0 if ok else 1
+
+
+def _start_console(bootstrap: str, metrics_url: str, state_dir: Path, port: int, console: Console) -> subprocess.Popen[bytes] | None:
+    """``vector-trainer console`` next to the processor (read-only unless VT_CONSOLE_TOKEN is set)."""
+    port = port if port and _port_free(port) else free_port()
+    log = state_dir / "console.log"
+    cmd = [
+        sys.executable, "-m", "stream.cli", "console", "--bootstrap", bootstrap, "--port", str(port),
+        "--metrics-url", metrics_url, "--state-dir", str(state_dir / "processor"),
+    ]
+    with open(log, "wb") as fh:
+        web = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    if not _wait_ready(f"{url}/api/v1/status", web, timeout=60):
+        console.print(f"[yellow]the web console did not start (see {log}); going on without it[/yellow]")
+        _stop(web)
+        return None
+    mode = "with changes allowed (VT_CONSOLE_TOKEN is set)" if os.environ.get("VT_CONSOLE_TOKEN") else "read-only (set VT_CONSOLE_TOKEN to allow changes)"
+    console.print(f"web console at [bold]{url}/[/bold], {mode}; log {log}")
+    return web
+
+
+def _keep_running(web: subprocess.Popen[bytes] | None, prom: PrometheusServer | None, console: Console) -> None:
+    """--keep: leave the loop up for exploring until Ctrl-C."""
+    where = ", ".join(x for x in (
+        "the web console" if web is not None else "", f"Prometheus ({prom.url})" if prom is not None else "",
+    ) if x) or "the processor"
+    console.print(f"[bold]--keep[/bold]: {where} and the broker stay up; Ctrl-C ends the demo")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "alerts.yml"  # present in a checkout

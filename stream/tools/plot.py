@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 
 from processors.density import indexed_functions, read_snapshot
+from processors.density.engine import STATE_FILE
 from stream.contract import events
 from stream.contract.config import DensitySettings
 from stream.contract.events import TrainingEvent
@@ -48,7 +49,8 @@ def _checkpoints(state_dir: Path) -> list[Path]:
         if not partition.isdigit():
             continue
         ckpt = CheckpointStore(base.parent.parent).load("density", topic, int(partition))
-        if ckpt is not None:
+        # The density processor also checkpoints its curation partitions (decisions only, no index).
+        if ckpt is not None and (ckpt.directory / STATE_FILE).exists():
             found.append(ckpt.directory)
     return found
 

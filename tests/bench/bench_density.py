@@ -35,6 +35,7 @@ import time
 
 import hnswlib
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from processors.density import DensityProcessor
 from processors.density.index import SUCCESS, FunctionIndex, IndexParams
@@ -130,6 +131,14 @@ def _seed_python(vectors: list[list[float]], eps: float, rows: range) -> tuple[l
 
 
 def run(ctx) -> dict:  # type: ignore[no-untyped-def]
+    # As shipped: the processor limits BLAS to density.blas_threads (1) threads.  Left at the BLAS
+    # default, the index's many small products (settling the pairs k-NN found) each wake a pool whose
+    # threads then spin on the cores hnswlib needs: 2x slower on this 2-core machine, and not what runs.
+    with threadpool_limits(limits=DensitySettings().blas_threads, user_api="blas"):
+        return _run(ctx)
+
+
+def _run(ctx) -> dict:  # type: ignore[no-untyped-def]
     quick = bool(getattr(ctx, "quick", False))
     n_big = 4_000 if quick else 20_000
     n_exact = 2_000 if quick else 5_000

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from stream.contract.events import TOPIC_TYPES
+from stream.contract.topics import ALL
 from tests.support.cli import vt
 
 
@@ -34,9 +36,8 @@ def test_schema_prints_json_schema_per_topic(tmp_path: Path) -> None:
     assert body["title"] == "ExecutionLog" and "vector" in body["properties"]
     res = vt("schema", "--out", str(tmp_path))
     assert res.returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{t}.schema.json" for t in ("executions", "feedback", "golden", "hooks", "training", "models", "dlq")
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{t}.schema.json" for t in TOPIC_TYPES)
+    assert {"executions", "feedback", "golden", "hooks", "training", "models", "dlq", "curation"} <= set(TOPIC_TYPES)
 
 
 @pytest.mark.broker
@@ -46,7 +47,7 @@ def test_topics_produce_and_tail_against_a_broker(broker) -> None:
     assert created.returncode == 0, created.stderr
     assert "cli.golden" in created.stdout and "created" in created.stdout
     again = vt("topics", "create", env=env)
-    assert again.returncode == 0 and "created" not in again.stdout and again.stdout.count("exists") == 10  # the 7 event topics, hooks.history, state, state.index
+    assert again.returncode == 0 and "created" not in again.stdout and again.stdout.count("exists") == len(ALL)
     produced = vt("produce", "demo", "--count", "40", "--rate", "0", "--bad-ratio", "0", env=env)
     assert produced.returncode == 0, produced.stderr
     assert "sent 40 events" in produced.stdout

@@ -286,3 +286,84 @@ def test_settle_decides_a_pair_exactly_on_the_edge_with_math_fsum(monkeypatch) -
     inside, fixed = vectors.settle(approx, left, np.array([0]), right, np.array([0]), threshold=0.5 + 2.0**-33)
     assert calls == [1], "only fsum can decide it"
     assert inside[0] and fixed[0] == 2**31  # on the threshold counts as inside; half to even
+
+
+def test_graph_built_off_the_worker_is_the_one_built_in_the_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact -> HNSW switch in the background: while the graph is built the index answers in
+    exact mode, and inserts and evictions meanwhile reach the graph as the calls HNSW mode would have
+    made, in order.  Held back until the end here (the slowest builder possible), the finished graph
+    is byte-equal to the one built in one call at the same point (half the threshold) and grown by
+    HNSW mode, and densities equal throughout."""
+    import threading
+
+    import processors.density.index as index_module
+
+    data = clustered(2400, DIM, 6, spread=0.5, isolated=24, seed=21)
+    vectors = data.vectors.copy()
+    vectors[1500:1540] = vectors[100:140]  # copies: shared elements, some of which lose their last log below
+    vectors[1540:1560] = vectors[1500]
+    gate = threading.Event()
+    do = index_module._Builder._do
+
+    def held(self, kind, arg):  # type: ignore[no-untyped-def]
+        gate.wait()
+        do(self, kind, arg)
+
+    def run(foreground_build_max: int) -> FunctionIndex:
+        # Off the worker the graph starts at half the threshold: the reference switches there in one call.
+        threshold = 1100 if foreground_build_max == 0 else 550
+        idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=threshold, foreground_build_max=foreground_build_max))
+        batches = _insert(idx, vectors[:1400], 0, [300, 500])
+        if foreground_build_max == 0:
+            assert idx.mode == "exact" and idx._builder is not None, "the graph is still being built"
+        idx.evict(np.concatenate([batches[0][:50], batches[0][100:140]]))  # incl. the originals of copies
+        batches += _insert(idx, vectors[1400:2000], 1400, [200])  # batches[4] holds vectors 1400..1599
+        idx.evict(batches[4][[100, 110]])  # 1500's element keeps its copies 1540.., 1510's has none left
+        _insert(idx, vectors[2000:2200], 2000, [200])
+        idx.evict(batches[4][101:160])  # the rest of the copies: their elements leave with them
+        _insert(idx, vectors[2200:], 2200, [200])
+        return idx
+
+    a = run(10**9)
+    assert a.mode == "hnsw"
+    monkeypatch.setattr(index_module._Builder, "_do", held)
+    queued: list[str] = []
+    submit = index_module._Builder._submit
+    monkeypatch.setattr(index_module._Builder, "_submit", lambda self, kind, arg: (queued.append(kind), submit(self, kind, arg)))
+    b = run(0)
+    assert b.mode == "exact" and queued.count("delete") >= 3 and queued.count("add") >= 5
+    np.testing.assert_array_equal(a.cols.density[: a.slots], b.cols.density[: b.slots])
+    gate.set()
+    b.finish_hnsw()
+    assert b.mode == "hnsw"
+    for name in ("density", "count", "elem", "live", "gen"):
+        np.testing.assert_array_equal(getattr(a.cols, name)[: a.slots], getattr(b.cols, name)[: b.slots])
+    assert a._members == b._members and a._by_hash == b._by_hash
+    assert np.array_equal(np.sort(a._orphans), np.sort(b._orphans))
+    a._hnsw.save_index(str(tmp_path / "a.hnsw"))
+    b._hnsw.save_index(str(tmp_path / "b.hnsw"))
+    assert (tmp_path / "a.hnsw").read_bytes() == (tmp_path / "b.hnsw").read_bytes()
+    live = a.live_slots()
+    ref, _ = exact_densities(a.vectors(live), EPS)
+    np.testing.assert_allclose(from_fixed(b.cols.density[live]), ref, rtol=1e-9, atol=1e-9)
+    more = clustered(300, DIM, 6, spread=0.5, seed=22).vectors  # both go on identically in HNSW mode
+    _insert(a, more, 5000, [300])
+    _insert(b, more, 5000, [300])
+    np.testing.assert_array_equal(a.cols.density[: a.slots], b.cols.density[: b.slots])
+
+
+def test_a_dropped_or_closed_index_stops_its_builder() -> None:
+    data = clustered(1300, DIM, 4, seed=23)
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=1100, foreground_build_max=0))
+    _insert(idx, data.vectors, 0, [1300])
+    builder = idx._builder
+    assert builder is not None
+    idx.close()
+    builder._thread.join(timeout=5)
+    assert not builder._thread.is_alive() and idx.mode == "exact" and idx._builder is None
+    idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=1100, foreground_build_max=0))
+    _insert(idx, data.vectors, 0, [1300])
+    builder = idx._builder
+    del idx
+    builder._thread.join(timeout=5)
+    assert not builder._thread.is_alive()

@@ -66,11 +66,13 @@ ANSWER = json.dumps({"rules": [
 
 
 def _pairs() -> list[Pair]:
-    # Users fix "kindly" and the garbled word after it in one go, so every diff proposal is a different
-    # phrase ("kindly check0" → "please check", ...) with support 1: only the LLM sees the general rule.
+    # Users fix "kindly" and the garbled word glued to it in one go, so every diff proposal is a different
+    # phrase ("kindly-check0" → "please check", ...) with support 1 (the diff cuts edits only where
+    # whitespace separates words, and there is none inside "kindly-check0"): only the LLM sees the
+    # general rule.
     verbs = ["check", "reply", "wait", "confirm", "retry", "call", "update", "review", "sign", "pay"]
     return [
-        Pair(u, f"Please note: the team will kindly {verbs[i % 10]}{i} now.", f"Please note: the team will please {verbs[i % 10]} now.")
+        Pair(u, f"Please note: the team will kindly-{verbs[i % 10]}{i} now.", f"Please note: the team will please {verbs[i % 10]} now.")
         for i, u in enumerate(uuids(30, tag="llm"))
     ]
 

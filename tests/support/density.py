@@ -83,3 +83,45 @@ def records(events: list[ExecutionLog], partition: int = 0, start_offset: int = 
         Record("executions", partition, start_offset + i, e.function_name.encode(), e, None)
         for i, e in enumerate(events)
     ]
+
+
+def write_jsonl(path, events: list[ExecutionLog]) -> None:  # type: ignore[no-untyped-def]
+    """Execution logs as ``extract`` reads them: one JSON object per line."""
+    import msgspec
+
+    enc = msgspec.json.Encoder()
+    with open(path, "wb") as fh:
+        for e in events:
+            fh.write(enc.encode(e) + b"\n")
+
+
+def _golden_vectors(n: int, dim: int, seed: int, duplicates: int) -> tuple[np.ndarray, list[str]]:
+    data = clustered(n, dim, max(4, n // 500), spread=0.5, isolated=n // 100, seed=seed)
+    vectors = data.vectors.copy()
+    rng = np.random.default_rng(seed + 1)
+    if duplicates:
+        dst = rng.choice(np.arange(n // 4, n), size=duplicates, replace=False)
+        vectors[dst] = vectors[rng.integers(0, n // 4, size=duplicates)]
+    statuses = ["ERROR" if x < 0.1 else "SUCCESS" for x in rng.random(n)]
+    return vectors, statuses
+
+
+def golden_inputs(n: int, dim: int = 384, *, seed: int = 11, duplicates: int = 0) -> list[ExecutionLog]:
+    """One function's clustered logs (the benchmarks' shape), some ERROR, ``duplicates`` copies of earlier vectors."""
+    vectors, statuses = _golden_vectors(n, dim, seed, duplicates)
+    return logs(vectors, function="fn", statuses=statuses, seed=seed)
+
+
+def golden_lines_b64(n: int, dim: int = 384, *, seed: int = 11, chunk: int = 5000):  # type: ignore[no-untyped-def]
+    """The same logs as :func:`golden_inputs`, as JSON lines with ``vector_b64``, made a chunk at a time."""
+    import msgspec
+
+    from stream.contract.events import vector_b64
+
+    vectors, statuses = _golden_vectors(n, dim, seed, 0)
+    for start in range(0, n, chunk):
+        part = logs(vectors[start : start + chunk], function="fn", statuses=statuses[start : start + chunk], seed=seed + start)
+        for e in part:
+            d = msgspec.to_builtins(e)
+            d["vector_b64"] = vector_b64(d.pop("vector"))
+            yield msgspec.json.encode(d)

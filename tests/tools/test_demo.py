@@ -25,13 +25,15 @@ def test_demo_runs_prometheus_next_to_the_processor_and_reports_promql(tmp_path:
         pytest.skip("prometheus not installed")
     done = subprocess.run(
         [sys.executable, "-m", "stream.cli", "demo", "--duration", "4", "--rate", "200", "--state-dir", str(tmp_path / "demo"),
-         "--metrics-port", "0"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"},
+         "--metrics-port", "0", "--console-port", "0"],
+        capture_output=True, text=True, timeout=240,
+        env={**{k: v for k, v in os.environ.items() if k != "VT_CONSOLE_TOKEN"}, "COLUMNS": "200"},
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert re.search(r"Prometheus at http://127\.0\.0\.1:\d+ scraping the processor", out)
     assert "PromQL on the demo's Prometheus" in out
+    assert re.search(r"web console at http://127\.0\.0\.1:\d+/, read-only", out), out[-3000:]
     consumed = re.search(r"executions=(\d+)", out)
     assert consumed and int(consumed.group(1)) > 500, out[-3000:]
     assert re.search(r"anomaly=\d+, steady=\d+", out)

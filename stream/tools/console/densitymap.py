@@ -1,0 +1,131 @@
+"""A function's indexed vectors in 2-D for the function page's map.
+
+The projection is ``vector-trainer plot``'s (:func:`stream.plot.pca_2d`: PCA by SVD of
+the centred unit vectors), over the logs of the newest density checkpoint holding the
+function; each point also carries the start of its input for the hover.  A big index
+is thinned to ``max_points`` (every golden sample kept) so the browser stays fast.
+Results are cached per checkpoint directory: a new checkpoint is a new map.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from processors.density.engine import STATE_FILE, PartitionEngine
+from processors.density.index import STATUS_CODES, FunctionIndex
+from processors.density.processor import engine_config
+from processors.density.vectors import from_fixed
+
+from stream.contract.config import DensitySettings
+from ..plot import pca_2d
+from stream.runtime.statestore import CheckpointStore
+
+SUCCESS = STATUS_CODES["SUCCESS"]
+
+
+class MapUnavailable(Exception):
+    """No checkpoint (or no such function in it): said plainly to the page."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    directory: Path
+    meta: Any
+
+
+def _checkpoint_dirs(state_dir: Path) -> list[Path]:
+    found = []
+    for base in sorted(state_dir.glob("checkpoints/*/density/*")):
+        topic, _, partition = base.name.rpartition("-")
+        if not partition.isdigit():
+            continue
+        ckpt = CheckpointStore(base.parent.parent).load("density", topic, int(partition))
+        # The density processor also checkpoints its curation partitions (decisions only, no index).
+        if ckpt is not None and (ckpt.directory / STATE_FILE).exists():
+            found.append(ckpt.directory)
+    return found
+
+
+def _find(state_dir: Path, function: str) -> _Found:
+    dirs = _checkpoint_dirs(state_dir)
+    if not dirs:
+        raise MapUnavailable(f"no density checkpoint under {state_dir} yet")
+    for directory in dirs:
+        for m in PartitionEngine.read_meta(directory).functions:
+            if m.name == function and m.index is not None:
+                return _Found(directory, m)
+    raise MapUnavailable(f"{function!r} is not in the density checkpoints yet")
+
+
+def _hover(inputs: Any, limit: int = 160) -> str:
+    text = inputs if isinstance(inputs, str) else json.dumps(inputs, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class DensityMaps:
+    """Cached maps per function, computed off the event loop by the caller (``asyncio.to_thread``)."""
+
+    def __init__(self, state_dir: Path, settings: DensitySettings | None = None, max_points: int = 4000) -> None:
+        self.state_dir = state_dir
+        self.params = engine_config(settings or DensitySettings()).index
+        self.max_points = max_points
+        self._cache: dict[str, tuple[Path, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, function: str) -> dict[str, Any]:
+        found = _find(self.state_dir, function)
+        with self._lock:
+            cached = self._cache.get(function)
+            if cached is not None and cached[0] == found.directory:
+                return cached[1]
+        result = self._compute(function, found)
+        with self._lock:
+            self._cache[function] = (found.directory, result)
+        return result
+
+    def _compute(self, function: str, found: _Found) -> dict[str, Any]:
+        m = found.meta
+        index = FunctionIndex.load(found.directory, m.prefix, m.index, self.params)
+        live = index.live_slots()
+        n = len(live)
+        strategy = np.array([""] * n, dtype=object)
+        hover = [""] * n
+        for i, slot in enumerate(live.tolist()):
+            payload = index.payload[slot]
+            if payload is None:
+                continue
+            uuid, _ts, inputs, _ret = msgspec.msgpack.decode(payload)
+            hover[i] = _hover(inputs)
+            strat = m.published.get(uuid)
+            if strat:
+                strategy[i] = strat
+        vectors = index.vectors(live).astype(np.float64)
+        density = np.asarray(from_fixed(index.cols.density[live]), dtype=np.float64)
+        success = index.cols.status[live] == SUCCESS
+        coords, share = pca_2d(vectors) if n else (np.zeros((0, 2)), np.zeros(2))
+        keep = np.arange(n)
+        if n > self.max_points:
+            golden = np.flatnonzero(strategy != "")
+            rest = np.setdiff1d(keep, golden)
+            rng = np.random.default_rng(0)
+            room = max(0, self.max_points - len(golden))
+            keep = np.sort(np.concatenate([golden, rng.choice(rest, size=min(room, len(rest)), replace=False)]))
+        return {
+            "function": function,
+            "indexed": int(n),
+            "shown": int(len(keep)),
+            "variance": [float(share[0]), float(share[1])],
+            "x": np.round(coords[keep, 0], 5).tolist(),
+            "y": np.round(coords[keep, 1], 5).tolist(),
+            "density": np.round(density[keep], 4).tolist(),
+            "success": success[keep].tolist(),
+            "strategy": [str(s) for s in strategy[keep]],
+            "input": [hover[i] for i in keep.tolist()],
+        }
