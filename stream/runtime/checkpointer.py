@@ -39,7 +39,7 @@ from stream.contract.topics import TopicNames
 from stream.runtime import snapshots
 from stream.runtime.metrics import RuntimeMetrics
 from stream.runtime.snapshots import Fingerprint
-from stream.runtime.statestore import Checkpointed, CheckpointStore
+from stream.runtime.statestore import Checkpointed, CheckpointStore, describe_files
 
 log = logging.getLogger(__name__)
 
@@ -231,10 +231,13 @@ class Checkpointer:
     async def _to_kafka(self, key: tuple[str, TopicPartition], ckpt: Checkpointed, fp: Fingerprint | None, bytes_in: int) -> None:
         name, tp = key
         slot = self.policy.next_slot(key)
+        files = ckpt.meta.get("files")
+        if files is None:  # a checkpoint written before files were described
+            files = await asyncio.get_running_loop().run_in_executor(self._executor, describe_files, ckpt.directory)
         try:
             written = await snapshots.write(
                 self._producer, self._names, group=self.group, processor=name, topic=tp.topic, partition=tp.partition, offset=ckpt.offset,
-                directory=ckpt.directory, files=ckpt.meta["files"], fingerprint=fp, cluster_id=self.cluster_id,
+                directory=ckpt.directory, files=files, fingerprint=fp, cluster_id=self.cluster_id,
                 slot=slot, n_state_partitions=self.state_partitions,
             )
         except (KafkaError, OSError) as exc:

@@ -84,16 +84,18 @@ def reader(bootstrap: str, *, client_id: str | None = None, auto_offset_reset: s
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset=auto_offset_reset, **options)
 
 
-def state_reader(settings: Settings) -> AIOKafkaConsumer:
-    """Outside any group, never resetting positions by itself, with big fetches (snapshot chunks are 512 KiB)."""
+def state_reader(settings: Settings, *, probe: bool = False) -> AIOKafkaConsumer:
+    """Outside any group, never resetting positions by itself.  Big fetches for snapshot chunks (512 KiB
+    each); with ``probe``, fetches of about one input record (reading back the record a checkpoint names)."""
     assert settings.bootstrap is not None
+    per_partition = settings.runtime.max_message_bytes + 65_536 if probe else 16_777_216
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
-        client_id=f"{settings.client_id}-state",
+        client_id=f"{settings.client_id}-{'probe' if probe else 'state'}",
         enable_auto_commit=False,
         auto_offset_reset="none",
-        max_partition_fetch_bytes=16_777_216,
-        fetch_max_bytes=52_428_800,
+        max_partition_fetch_bytes=per_partition,
+        fetch_max_bytes=max(per_partition, 52_428_800 if not probe else per_partition),
         fetch_max_wait_ms=settings.runtime.fetch_max_wait_ms,
     )
 

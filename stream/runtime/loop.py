@@ -115,7 +115,8 @@ class Runtime:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._checkpointer: Checkpointer | None = None
-        self._reader: AIOKafkaConsumer | None = None  # state snapshots and checkpoint probes
+        self._reader: AIOKafkaConsumer | None = None  # state snapshots
+        self._prober: AIOKafkaConsumer | None = None  # reads back the input record a checkpoint names
         self._cluster_id: str | None = None
         self._state_partitions = 0
         self._remote: dict[bytes, SnapshotIndex] = {}  # newest snapshot index per key, read at each assignment
@@ -148,6 +149,8 @@ class Runtime:
         self._consumer = kafka.group_consumer(self.settings)
         self._reader = kafka.state_reader(self.settings)
         await self._reader.start()
+        self._prober = kafka.state_reader(self.settings, probe=True)
+        await self._prober.start()
         self._cluster_id = await kafka.cluster_id(self._reader)
         if rt.state_snapshots and any(p.stateful for p in self.processors):
             try:
@@ -188,6 +191,7 @@ class Runtime:
         finally:
             await self._producer.stop()
             await self._reader.stop()
+            await self._prober.stop()
             self._executor.shutdown(wait=True)
             self.metrics.up.set(0)
             if self.metrics_server is not None:
@@ -613,12 +617,12 @@ class Runtime:
 
     async def _foreign(self, tp: TopicPartition, offset: int, fp: Fingerprint | None, cluster: str | None) -> str | None:
         """Why a checkpoint at ``offset`` cannot be of this incarnation of ``tp`` (None: it can)."""
-        assert self._reader is not None
+        assert self._prober is not None
         if cluster and self._cluster_id and cluster != self._cluster_id:
             return f"made on cluster {cluster!r}, this is {self._cluster_id!r}"
         if offset <= 0:
             return None
-        probe = await snapshots.probe(self._reader, tp, offset - 1)
+        probe = await snapshots.probe(self._prober, tp, offset - 1)
         if probe.past_end:
             return f"the partition ends before offset {offset - 1}, which the checkpoint has read"
         if fp is None:
