@@ -540,7 +540,7 @@ class Runtime:
             self._progress.state[(proc.name, tp)] = start
             targets.append(start)
             if proc.stateful:
-                self.metrics.restores.labels(proc.name, source).inc()
+                self.metrics.restores.labels(proc.name, logical, source).inc()
                 self.metrics.restore_seconds.labels(proc.name).observe(time.perf_counter() - started)
         position = min(targets) if targets else (committed if committed is not None else beginning)
         self._consumer.seek(tp, position)

@@ -76,7 +76,7 @@ class RuntimeMetrics:
             "vt_state_restores_total",
             "Partitions taken over, by where their state came from: local (verified disk cache), kafka "
             "(the state topic), none (rebuilt by replaying the input)",
-            ["processor", "source"],
+            ["processor", "topic", "source"],
             registry=r,
         )
         self.restore_bytes = Counter(

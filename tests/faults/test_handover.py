@@ -129,7 +129,7 @@ def test_kill9_then_an_instance_with_an_empty_disk_takes_over_from_kafka(own_bro
     wait_drained(bb, names)
     time.sleep(QUIET_S)
     scrape = bb.scrape()
-    restored = {src: scrape.total("vt_state_restores_total", processor="density", source=src) for src in ("kafka", "local", "none")}
+    restored = {src: scrape.total("vt_state_restores_total", processor="density", topic="executions", source=src) for src in ("kafka", "local", "none")}
     restore_bytes = scrape.total("vt_state_restore_bytes_total")
     consumed_b = scrape.total("vt_events_consumed_total", topic="executions")
     second_half_logs = sum(1 for e in events[half:] if e.topic == "executions")

@@ -64,7 +64,7 @@ def test_scaling_1_2_1_moves_state_through_kafka_and_keeps_densities_exact(own_b
     assert producer.join() == len(events)
     wait_drained(two, names)
     assert _assigned(two, "executions") == 3
-    restored = two.scrape().by("vt_state_restores_total", "source", processor="density")
+    restored = two.scrape().by("vt_state_restores_total", "source", processor="density", topic="executions")
     assert two.stop() == 0
     # "two" never saw "one"'s disk: what it took over from "one" came from Kafka.  ("local": a partition
     # "two" itself had checkpointed, handed back to it; "none": a partition still empty when assigned.)

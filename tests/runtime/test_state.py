@@ -49,7 +49,7 @@ async def _run(settings, consumed: int) -> tuple[DensityProcessor, dict[str, flo
         )
         await asyncio.sleep(1.5)  # anything more would show up now
         figures = {
-            source: metric(rt, "vt_state_restores_total", processor="density", source=source) for source in ("local", "kafka", "none")
+            source: metric(rt, "vt_state_restores_total", processor="density", topic="executions", source=source) for source in ("local", "kafka", "none")
         }
         figures["consumed"] = metric(rt, "vt_events_consumed_total", topic="executions")
         figures["restore_bytes"] = metric(rt, "vt_state_restore_bytes_total", processor="density")
