@@ -41,7 +41,7 @@ class DensityPoints:
     source: str  # the checkpoint directories read
 
 
-def _checkpoints(state_dir: Path) -> list[Path]:
+def density_checkpoints(state_dir: Path) -> list[Path]:
     """Current density checkpoint data directories under a state dir (every group, topic and partition)."""
     found = []
     for base in sorted(state_dir.glob("checkpoints/*/density/*")):
@@ -58,14 +58,14 @@ def _checkpoints(state_dir: Path) -> list[Path]:
 def functions_in(state_dir: Path) -> list[str]:
     """Functions present in the density checkpoints of ``state_dir``."""
     names = set()
-    for directory in _checkpoints(state_dir):
+    for directory in density_checkpoints(state_dir):
         names.update(indexed_functions(directory))
     return sorted(names)
 
 
 def load_points(state_dir: Path, function: str, settings: DensitySettings | None = None) -> DensityPoints:
     """One function's indexed logs from the newest density checkpoint that holds it."""
-    dirs = _checkpoints(state_dir)
+    dirs = density_checkpoints(state_dir)
     if not dirs:
         raise PlotError(f"no density checkpoint under {state_dir} (the processor writes one every runtime.checkpoint_interval_s)")
     for directory in dirs:

@@ -18,14 +18,13 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from processors.density.engine import STATE_FILE, PartitionEngine
+from processors.density.engine import PartitionEngine
 from processors.density.index import STATUS_CODES, FunctionIndex
 from processors.density.processor import engine_config
 from processors.density.vectors import from_fixed
 
 from stream.contract.config import DensitySettings
-from ..plot import pca_2d
-from stream.runtime.statestore import CheckpointStore
+from ..plot import density_checkpoints, pca_2d
 
 SUCCESS = STATUS_CODES["SUCCESS"]
 
@@ -40,21 +39,8 @@ class _Found:
     meta: Any
 
 
-def _checkpoint_dirs(state_dir: Path) -> list[Path]:
-    found = []
-    for base in sorted(state_dir.glob("checkpoints/*/density/*")):
-        topic, _, partition = base.name.rpartition("-")
-        if not partition.isdigit():
-            continue
-        ckpt = CheckpointStore(base.parent.parent).load("density", topic, int(partition))
-        # The density processor also checkpoints its curation partitions (decisions only, no index).
-        if ckpt is not None and (ckpt.directory / STATE_FILE).exists():
-            found.append(ckpt.directory)
-    return found
-
-
 def _find(state_dir: Path, function: str) -> _Found:
-    dirs = _checkpoint_dirs(state_dir)
+    dirs = density_checkpoints(state_dir)
     if not dirs:
         raise MapUnavailable(f"no density checkpoint under {state_dir} yet")
     for directory in dirs:
