@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry
 
 from processors.density import DensityProcessor
+from processors.density.embedder import make_embedder
+from processors.feedback.diff import FeedbackDiffAnalyzer, semantic_analyzer
 from processors.feedback.llm import LLMRuleProposer
 from processors.feedback.processor import FeedbackProcessor
 from processors.training import TrainingProcessor
@@ -54,12 +56,30 @@ def build_processors(settings: Settings, registry: CollectorRegistry | None = No
         store_dir=settings.state_dir / "hooks",
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
         proposer=proposer,
+        analyzer=feedback_analyzer(settings, density),
         sensor=sensors.feedback,
     )
     processors: list[Processor] = [density, training, feedback]
     if settings.vectorwave.golden_writeback:  # opt-in: needs the vectorwave extra and its store
         processors.append(GoldenWriteBack.from_settings(settings, registry))
     return processors
+
+
+def feedback_analyzer(settings: Settings, density: DensityProcessor) -> FeedbackDiffAnalyzer:
+    """The feedback diff's semantic measure (``feedback.semantic_diff``).
+
+    ``auto`` shares the density engine's sentence model when it has one (no second copy in
+    memory) and otherwise counts shared words; ``minilm`` loads all-MiniLM-L6-v2 if the density
+    engine does not already run it (an ``EmbedderError`` names the missing extra); ``jaccard``
+    never embeds.
+    """
+    mode = settings.feedback.semantic_diff
+    sentence_model = settings.density.embedder in ("minilm", "sentence-transformers")
+    if mode == "jaccard" or (mode == "auto" and not sentence_model):
+        return FeedbackDiffAnalyzer()
+    if mode == "minilm" and settings.density.embedder != "minilm":
+        return semantic_analyzer(make_embedder("minilm"))
+    return semantic_analyzer(density.embedder)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ model can be used instead, from a local directory only, behind the ``embed`` ext
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,11 +95,18 @@ class SentenceTransformerEmbedder:
         if not dim:
             raise EmbedderError(f"the model in {path} does not report its embedding dimension")
         self.dim = int(dim)
+        # One model may serve two engines (the feedback diff shares the density engine's): a fast
+        # tokenizer mutated by two threads at once raises "Already borrowed".
+        self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        with self._lock:
+            return self._embed(texts, out)
+
+    def _embed(self, texts: list[str], out: np.ndarray) -> np.ndarray:
         limit = self._model.get_max_seq_length() or 512
         lengths = [min(len(ids), limit) for ids in self._tokenizer(texts, add_special_tokens=True)["input_ids"]]
         by_length: dict[int, list[int]] = defaultdict(list)

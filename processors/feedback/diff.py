@@ -10,12 +10,13 @@ it sits at the start or the end.  Distances come from rapidfuzz.
 from __future__ import annotations
 
 import difflib
-import math
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 from rapidfuzz.distance import Indel, Levenshtein
 
 _TOKEN = re.compile(r"\w+|[^\w\s]+")
@@ -120,12 +121,12 @@ class FeedbackDiffAnalyzer:
 
     def _semantic_difference(self, bad: str, fixed: str, a: list[Token], b: list[Token]) -> float:
         if self.embedder is not None:
-            u, v = self.embedder(bad), self.embedder(fixed)
-            nu = math.sqrt(sum(x * x for x in u))
-            nv = math.sqrt(sum(x * x for x in v))
+            u = np.asarray(self.embedder(bad), dtype=np.float64)
+            v = np.asarray(self.embedder(fixed), dtype=np.float64)
+            nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
             if nu == 0 or nv == 0:
                 return 0.0 if nu == nv else 1.0
-            return 1.0 - sum(x * y for x, y in zip(u, v, strict=True)) / (nu * nv)
+            return 1.0 - float(u @ v) / (nu * nv)
         sa = {t.text.casefold() for t in a if t.text[0].isalnum() or t.text[0] == "_"}
         sb = {t.text.casefold() for t in b if t.text[0].isalnum() or t.text[0] == "_"}
         if not sa and not sb:
@@ -252,9 +253,23 @@ class _TextEmbedder(Protocol):
     def embed(self, texts: list[str]) -> Any: ...
 
 
-def semantic_analyzer(embedder: _TextEmbedder | None) -> FeedbackDiffAnalyzer:
+# Texts whose embeddings an analyzer keeps: synthesis re-analyses a function's whole window of
+# pairs (up to feedback.max_pairs_per_function, two texts each) every time it runs, and only the
+# new pairs' texts should cost a forward pass.  384 float32 = 1.5 KB a text, 6 MB in all.
+EMBEDDING_CACHE = 4096
+
+
+def semantic_analyzer(embedder: _TextEmbedder | None, *, cache: int = EMBEDDING_CACHE) -> FeedbackDiffAnalyzer:
     """An analyzer measuring semantic difference with ``embedder`` (e.g. the density engine's
-    all-MiniLM-L6-v2), or token Jaccard without one; ``DiffAnalysis.semantic_method`` says which."""
+    all-MiniLM-L6-v2), or token Jaccard without one; ``DiffAnalysis.semantic_method`` says which.
+    Embeddings are remembered per text (least recently used out first)."""
     if embedder is None:
         return FeedbackDiffAnalyzer()
-    return FeedbackDiffAnalyzer(lambda text: [float(x) for x in embedder.embed([text])[0]], embedder_name=embedder.name)
+
+    @functools.lru_cache(maxsize=cache)
+    def embed(text: str) -> Any:
+        vector = np.asarray(embedder.embed([text])[0], dtype=np.float32)
+        vector.setflags(write=False)
+        return vector
+
+    return FeedbackDiffAnalyzer(embed, embedder_name=embedder.name)

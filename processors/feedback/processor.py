@@ -38,6 +38,7 @@ from stream.contract.hooks.release import ReleaseError, build_release, history_k
 from stream.contract.processing import FROM_BEGINNING, Output, Processor, Record, Rejection, Result
 from stream.contract.sensors import FeedbackSensor
 
+from .diff import FeedbackDiffAnalyzer
 from .llm import LLMRuleProposer
 from .pairs import Pair, split
 from .synthesizer import RuleSetSynthesizer
@@ -76,8 +77,11 @@ class FeedbackProcessor(Processor):
         signing_key: str | None = None,
         sensor: FeedbackSensor | None = None,
         proposer: LLMRuleProposer | None = None,
+        analyzer: FeedbackDiffAnalyzer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``analyzer``: how pairs are diffed; one with an embedder (``semantic_analyzer``) also
+        holds out pairs that rewrote the answer's meaning (``feedback.rewrite_difference``)."""
         self.settings = settings or FeedbackSettings()
         self._key = signing_key or None
         self._clock = clock
@@ -87,6 +91,8 @@ class FeedbackProcessor(Processor):
             min_support=self.settings.min_support,
             min_confidence=self.settings.min_confidence,
             max_rules=self.settings.max_rules,
+            analyzer=analyzer,
+            rewrite_difference=self.settings.rewrite_difference,
         )
         self.proposer = proposer
         self.sensor = sensor if sensor is not None else FeedbackSensor()
@@ -97,6 +103,7 @@ class FeedbackProcessor(Processor):
         self._latest: dict[str, HookRelease] = {}
         self._hooks_seen: dict[int, set[str]] = {}  # hooks partition -> functions read from it
         self._asking: dict[str, tuple[Future[list[Any]], float]] = {}  # function -> (LLM proposals, give up at)
+        self._rewrites: dict[str, int] = {}  # function -> training pairs its last synthesis held out as rewrites
 
     # ----------------------------------------------------------------- input
     def process(self, records: list[Record]) -> Result:
@@ -242,6 +249,7 @@ class FeedbackProcessor(Processor):
         if self.proposer is not None:
             self.sensor.on_llm_proposals(fn, len(extra))
         synthesis = self.synthesizer.synthesize(train, current=current_rules, vetoed=vetoed, extra=extra)
+        self._rewrites[fn] = len(synthesis.rewrites)
         if behaviour(synthesis.rules) == behaviour(current_rules) and not self._stale(current, len(pairs)):
             return None
         report = validate(synthesis.rules, current_rules, pairs, self.settings.heldout_fraction)
@@ -261,8 +269,9 @@ class FeedbackProcessor(Processor):
         self._adopt(release)
         self.sensor.on_release(fn)
         log.info(
-            "released hook %r v%d with %d rules: %s\n  %s",
-            fn, release.version, len(release.rules), report.summary(), "\n  ".join(describe(r) for r in release.rules),
+            "released hook %r v%d with %d rules: %s (semantic diff %s, %d rewrites proposed nothing)\n  %s",
+            fn, release.version, len(release.rules), report.summary(), self.semantic_method, len(synthesis.rewrites),
+            "\n  ".join(describe(r) for r in release.rules),
         )
         return Output("hooks", fn.encode("utf-8"), encode(release))
 
@@ -343,13 +352,20 @@ class FeedbackProcessor(Processor):
     def current(self, fn: str) -> HookRelease | None:
         return self._latest.get(fn)
 
+    @property
+    def semantic_method(self) -> str:
+        """``cosine:<embedder>`` or ``token-jaccard``: how the diff measures a correction's meaning."""
+        return self.synthesizer.analyzer.semantic_method
+
     def status(self) -> dict[str, Any]:
         return {
+            "semantic_diff": self.semantic_method,
             "functions": {
                 fn: {
                     "pairs": len(self._pairs.get(part, {}).get(fn, {})),
                     "version": self._latest[fn].version if fn in self._latest else None,
                     "pending": fn in self._dirty,
+                    "rewrites": self._rewrites.get(fn, 0),
                 }
                 for fn, part in sorted(self._owner.items())
             }

@@ -69,6 +69,9 @@ class Synthesis:
     rules: list[Rule]
     candidates: list[CandidateStats] = field(default_factory=list)
     train_pairs: int = 0
+    # Training pairs whose meaning the correction changed (see ``rewrite_difference``): they
+    # proposed no rules, but every rule was still scored on them.
+    rewrites: list[str] = field(default_factory=list)
 
 
 class RuleSetSynthesizer:
@@ -81,11 +84,25 @@ class RuleSetSynthesizer:
         min_confidence: float = 0.9,
         max_rules: int = 40,
         analyzer: FeedbackDiffAnalyzer | None = None,
+        rewrite_difference: float | None = None,
     ) -> None:
+        """``rewrite_difference``: a pair whose semantic difference (1 - cosine of the analyzer's
+        embeddings) is above it rewrote the answer's meaning rather than correcting its form, so
+        it proposes no candidates; None, or an analyzer without an embedder, keeps every pair
+        (token Jaccard is too blunt for this: short answers with a swapped sign-off score as rewrites)."""
         self.min_support = min_support
         self.min_confidence = min_confidence
         self.max_rules = max_rules
         self.analyzer = analyzer or FeedbackDiffAnalyzer()
+        self.rewrite_difference = rewrite_difference
+
+    def is_rewrite(self, analysis: DiffAnalysis) -> bool:
+        """Whether a pair changed what the answer says (by the embedder), not only how."""
+        return (
+            self.rewrite_difference is not None
+            and self.analyzer.embedder is not None
+            and analysis.semantic_difference > self.rewrite_difference
+        )
 
     # ----------------------------------------------------------------- proposing
     def propose(self, analysis: DiffAnalysis) -> list[Rule]:
@@ -155,10 +172,14 @@ class RuleSetSynthesizer:
         proposed: dict[tuple[object, ...], tuple[Rule, set[str]]] = {}
         partners: dict[tuple[object, ...], set[tuple[object, ...]]] = {}  # rules proposed by one same edit
         whole: dict[tuple[object, ...], int] = {}  # pairs proposing a rule from a whole (uncut) edit
+        rewrites: list[str] = []
         for pair in pairs:
             if pair.bad == pair.fixed:
                 continue
             analysis = self.analyzer.analyze(pair.bad, pair.fixed)
+            if self.is_rewrite(analysis):
+                rewrites.append(pair.uuid)
+                continue
             for edit in analysis.edits:
                 for rule in self._from_edit(analysis, edit):
                     if not isinstance(rule, MaxSentences):  # a limit is inferred from the edit, not its text
@@ -243,7 +264,7 @@ class RuleSetSynthesizer:
                 s = CandidateStats(s.rule, s.proposed_by, s.support, s.against, verdict)
             final_stats.append(s)
         final_stats.sort(key=lambda s: sort_key(s.rule))
-        return Synthesis(rules=sorted(chosen, key=sort_key), candidates=final_stats, train_pairs=len(pairs))
+        return Synthesis(rules=sorted(chosen, key=sort_key), candidates=final_stats, train_pairs=len(pairs), rewrites=rewrites)
 
     def _select(
         self,

@@ -98,6 +98,7 @@ class RuntimeSettings:
 
 
 EMBEDDERS = ("hashing", "minilm", "sentence-transformers")
+SEMANTIC_DIFFS = ("auto", "minilm", "jaccard")
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,9 +355,21 @@ class FeedbackSettings:
     llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint; unset = api.openai.com"})
     llm_model: str = field(default="gpt-4o-mini", metadata={"help": "model of the LLM rule proposer"})
     llm_timeout_s: float = field(default=30.0, metadata={"help": "timeout of one proposer call"})
+    semantic_diff: str = field(
+        default="auto",
+        metadata={"help": "how a correction's semantic difference is measured: auto (the density engine's sentence model "
+                  "when it has one, else token Jaccard), minilm (load all-MiniLM-L6-v2: the models extra) or jaccard"},
+    )
+    rewrite_difference: float = field(
+        default=0.5,
+        metadata={"help": "a pair whose embedding difference (1 - cosine) is above this changed the answer's meaning: "
+                  "it proposes no rules but still validates them; not applied with token Jaccard (0..2)"},
+    )
 
     def validate(self) -> None:
         _check(self.min_support >= 1, "feedback.min_support", "must be >= 1")
+        _check(self.semantic_diff in SEMANTIC_DIFFS, "feedback.semantic_diff", f"{self.semantic_diff!r} is not one of {', '.join(SEMANTIC_DIFFS)}")
+        _check(0.0 <= self.rewrite_difference <= 2.0, "feedback.rewrite_difference", "must be 0..2")
         _check(0.5 <= self.min_confidence <= 1.0, "feedback.min_confidence", "must be 0.5..1")
         _check(0.0 <= self.heldout_fraction <= 0.9, "feedback.heldout_fraction", "must be 0..0.9")
         _check(self.debounce_s >= 0, "feedback.debounce_s", "must be >= 0")

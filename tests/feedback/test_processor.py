@@ -187,7 +187,7 @@ def test_state_survives_a_checkpoint_and_a_new_instance(tmp_path: Path) -> None:
     fresh = FeedbackProcessor(FeedbackSettings(), store_dir=tmp_path / "other-store", clock=clock2, signing_key=KEY)
     fresh.load_state("feedback", 0, ckpt / "feedback")
     fresh.load_state("hooks", 0, ckpt / "hooks")
-    assert fresh.status()["functions"]["answer_faq"] == {"pairs": len(fbs), "version": 1, "pending": True}
+    assert fresh.status()["functions"]["answer_faq"] == {"pairs": len(fbs), "version": 1, "pending": True, "rewrites": 0}
     assert fresh.current("answer_faq") == release
     # The pending pairs are synthesised after the restart: the rules are unchanged, but the pairs grew
     # five-fold, so the same rules are re-released with a validation on every pair.
