@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from processors.feedback.ruleset import (
     KIND_RANK,
     AddPrefix,
@@ -43,6 +45,7 @@ from processors.feedback.ruleset import (
 from stream.contract.hooks import template as hook_template
 from stream.contract.hooks.rules import MAX_PHRASE_CHARS
 
+from . import conditions, params
 from .diff import DiffAnalysis, Edit, FeedbackDiffAnalyzer, similarity_to, words
 from .pairs import Pair
 
@@ -114,6 +117,9 @@ class RuleSetSynthesizer:
                 out.extend(self._from_edit(analysis, first))
                 out.extend(self._from_edit(analysis, second))
             groups.append([r for r in out if _fits(r)])
+        tokens = [r for r in params.propose(analysis) if _fits(r)]  # token classes and casing (params.py)
+        if tokens:
+            groups.append(tokens)
         return groups
 
     @staticmethod
@@ -187,13 +193,11 @@ class RuleSetSynthesizer:
         viable: list[Rule] = []
         touch: dict[tuple[object, ...], list[int]] = {}  # training pairs a candidate alone changes
         gain: dict[tuple[object, ...], float] = {}  # its summed similarity gain alone
-        for key in sorted(pool, key=repr):
-            rule, by = pool[key]
-            if key in banned:
-                stats.append(CandidateStats(rule, by, 0, 0, "vetoed by a rollback"))
-                continue
-            support = against = 0
+        def measure(rule: Rule) -> tuple[list[int], list[int], list[int], float]:
+            """Training pairs the rule alone touches, improves and makes worse; its summed gain."""
             touched: list[int] = []
+            improved: list[int] = []
+            worse: list[int] = []
             total = 0.0
             may_touch = _quick_filter(rule)
             for i, (pair, target, base) in enumerate(zip(pairs, targets, baseline, strict=True)):
@@ -206,9 +210,32 @@ class RuleSetSynthesizer:
                 score = similarity_to(out, target)
                 total += score - base
                 if score > base + EPS:
-                    support += 1
+                    improved.append(i)
                 elif score < base - EPS:
-                    against += 1
+                    worse.append(i)
+            return touched, improved, worse, total
+
+        queue = sorted(pool, key=repr)
+        while queue:
+            key = queue.pop(0)
+            rule, by = pool[key]
+            if key in banned:
+                stats.append(CandidateStats(rule, by, 0, 0, "vetoed by a rollback"))
+                continue
+            touched, improved, worse, total = measure(rule)
+            support, against = len(improved), len(worse)
+            if against and rule.when is None and support >= self.min_support:
+                # Helps some answers, hurts others: a condition that separates them (conditions.py)
+                # makes a new candidate, measured like the others; the unconditioned rule stays one too.
+                when = conditions.learn([pairs[i].bad for i in improved], [pairs[i].bad for i in worse], self.min_support)
+                if when is not None:
+                    guarded = msgspec.structs.replace(rule, when=when)
+                    gkey = rule_key(guarded)
+                    if gkey not in pool and gkey not in banned:
+                        pool[gkey] = (guarded, by)
+                        if key in shown_by:
+                            shown_by[gkey] = shown_by[key]
+                        queue.append(gkey)
             touch[key] = touched
             gain[key] = total
             rule = with_support(rule, support)
