@@ -224,11 +224,25 @@ class RuleSetSynthesizer:
                 continue
             touched, improved, worse, total = measure(rule)
             support, against = len(improved), len(worse)
-            if against and rule.when is None and support >= self.min_support:
-                # Helps some answers, hurts others: a condition that separates them (conditions.py)
-                # makes a new candidate, measured like the others; the unconditioned rule stays one too.
-                when = conditions.learn([pairs[i].bad for i in improved], [pairs[i].bad for i in worse], self.min_support)
+            superseded = False
+            if rule.when is None and support >= self.min_support:
+                # Helps some answers and hurts others, or touches answers whose own diffs show a rival
+                # (another sign-off where this one is added): the condition that separates them
+                # (conditions.py) makes a new candidate, measured like the others, which replaces this one.
+                mine = shown_by.get(key, set())
+                rivals: set[str] = set()
+                if mine:
+                    for okey in list(pool):
+                        theirs = shown_by.get(okey, set())
+                        # Only a rival other pairs show (not an alternative cut of the same edits).
+                        if okey != key and theirs and 2 * len(theirs & mine) < min(len(theirs), len(mine)) and conflicts(rule, pool[okey][0]):
+                            rivals |= theirs - mine
+                contested = [i for i in touched if pairs[i].uuid in rivals]
+                harmed = sorted(set(worse) | set(contested))
+                helped = [i for i in improved if i not in contested and (not mine or pairs[i].uuid in mine)]
+                when = conditions.learn([pairs[i].bad for i in helped], [pairs[i].bad for i in harmed], self.min_support) if harmed else None
                 if when is not None:
+                    superseded = True
                     guarded = msgspec.structs.replace(rule, when=when)
                     gkey = rule_key(guarded)
                     if gkey not in pool and gkey not in banned:
@@ -239,7 +253,9 @@ class RuleSetSynthesizer:
             touch[key] = touched
             gain[key] = total
             rule = with_support(rule, support)
-            if support < self.min_support:
+            if superseded:
+                verdict = "replaced by its conditional variant"
+            elif support < self.min_support:
                 verdict = f"support {support} < {self.min_support}"
             elif support / (support + against) < self.min_confidence:
                 verdict = f"confidence {support}/{support + against} < {self.min_confidence}"
