@@ -35,22 +35,33 @@ def propose(analysis: DiffAnalysis) -> list[Rule]:
     for token in hook_template.TOKEN_CLASSES:
         for match in hook_template._SCANNERS[token].finditer(bad):
             s, e = match.span()
-            near = [ed for ed in edits if ed.old_span[0] <= e and ed.old_span[1] >= s]
-            if not near or near[0].old_span[0] < s or near[-1].old_span[1] > e:
+            near, outside = [], []
+            for ed in edits:
+                a0, a1 = ed.old_span
+                point = a0 == a1
+                # An insertion right after the token sits, for difflib, at the next word (after the space).
+                if (a0 < e and a1 > s) or (point and s <= a0 and not bad[e:a0].strip()):
+                    near.append(ed)
+                else:
+                    outside.append(ed)
+            if not near or any(ed.old_span[0] < s or ed.old_span[1] > e for ed in near if ed.old_span[0] != ed.old_span[1]):
                 continue  # untouched, or the edit reaches beyond the token
             if any(ed.at_start or ed.at_end for ed in near):
                 continue
-            new_start = near[0].new_span[0] - (near[0].old_span[0] - s)
-            new_end = near[-1].new_span[1] + (e - near[-1].old_span[1])
-            new = fixed[new_start:new_end]
+            delta = [(ed.new_span[1] - ed.new_span[0]) - (ed.old_span[1] - ed.old_span[0]) for ed in outside]
+            before = sum(d for ed, d in zip(outside, delta, strict=True) if ed.old_span[1] <= s)
+            after = sum(d for ed, d in zip(outside, delta, strict=True) if ed.old_span[0] >= e)
+            new = fixed[s + before : len(fixed) - (len(bad) - e) - after]
+            if not new or new != new.strip():
+                continue
             fields = hook_template.token_fields(token, match)
             if fields is None or new == match.group(0) or len(new) > MAX_PHRASE_CHARS:
                 continue
-            before = _WORD_BEFORE.search(bad, 0, s)
+            word = _WORD_BEFORE.search(bad, 0, s)
             for template in _templates(new, fields, token):
                 out.append(RewriteToken(token=token, out=template))
-                if before:
-                    out.append(RewriteToken(token=token, out=template, after=before.group(1)))
+                if word:
+                    out.append(RewriteToken(token=token, out=template, after=word.group(1)))
     for edit in edits:
         old, new = edit.old.strip(), edit.new.strip()
         if old != new and old.casefold() == new.casefold() and " " not in new and any(c.isalpha() for c in new):

@@ -237,8 +237,13 @@ class RuleSetSynthesizer:
                         # Only a rival other pairs show (not an alternative cut of the same edits).
                         if okey != key and theirs and 2 * len(theirs & mine) < min(len(theirs), len(mine)) and conflicts(rule, pool[okey][0]):
                             rivals |= theirs - mine
+                # Rivals count only when they are no small minority (a garbled variant of a sign-off is).
+                if len(rivals) < (1 - self.min_confidence) * len(mine):
+                    rivals = set()
                 contested = [i for i in touched if pairs[i].uuid in rivals]
-                harmed = sorted(set(worse) | set(contested))
+                # Worse pairs count only when they cost the rule its confidence (otherwise it stays as it is).
+                hurt = worse if support < self.min_confidence * (support + against) else []
+                harmed = sorted(set(hurt) | set(contested))
                 helped = [i for i in improved if i not in contested and (not mine or pairs[i].uuid in mine)]
                 when = conditions.learn([pairs[i].bad for i in helped], [pairs[i].bad for i in harmed], self.min_support) if harmed else None
                 if when is not None:
