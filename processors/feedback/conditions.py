@@ -4,7 +4,7 @@ condition that separates them, if one of ours does.
 Measured on the answer as it arrives (what the hook template's ``holds`` sees): its sentence
 count, its length in characters, its language (stop-word counts) and the words it contains.
 A condition is accepted only if it keeps none of the pairs the rule made worse and at least
-``min_support`` of those it improved; among those, the one keeping most improved pairs wins,
+``min_support`` and ``min_share`` (0.9, the synthesiser passes its ``min_confidence``) of those it improved; among those, the one keeping most improved pairs wins,
 ties in the order language, sentences, phrase, characters (the coarser property generalises
 better than an exact length).
 """
@@ -25,8 +25,12 @@ def _sentences(text: str) -> int:
     return len(hook_template.sentence_ends(text)) if text.strip() else 0
 
 
-def learn(improved: Sequence[str], worse: Sequence[str], min_support: int) -> When | None:
-    """The condition that keeps the rule on ``improved`` answers and off ``worse`` ones (or None)."""
+def learn(improved: Sequence[str], worse: Sequence[str], min_support: int, min_share: float = 0.9) -> When | None:
+    """The condition that keeps the rule on ``improved`` answers and off ``worse`` ones (or None).
+
+    It must keep at least ``min_share`` of the improved answers: a condition that only fits a
+    handful of them (a word three noisy pairs happen to share) is a coincidence, not a property.
+    """
     if not worse or len(improved) < min_support:
         return None
     options: list[tuple[int, int, When]] = []  # (kept improved, preference, condition)
@@ -35,7 +39,7 @@ def learn(improved: Sequence[str], worse: Sequence[str], min_support: int) -> Wh
         if any(hook_template.holds(_data(when), t) for t in worse):
             return
         kept = sum(hook_template.holds(_data(when), t) for t in improved)
-        if kept >= min_support:
+        if kept >= max(min_support, min_share * len(improved)):
             options.append((kept, -rank, when))
 
     langs = {hook_template.language(t) for t in improved}

@@ -245,7 +245,7 @@ class RuleSetSynthesizer:
                 hurt = worse if support < self.min_confidence * (support + against) else []
                 harmed = sorted(set(hurt) | set(contested))
                 helped = [i for i in improved if i not in contested and (not mine or pairs[i].uuid in mine)]
-                when = conditions.learn([pairs[i].bad for i in helped], [pairs[i].bad for i in harmed], self.min_support) if harmed else None
+                when = conditions.learn([pairs[i].bad for i in helped], [pairs[i].bad for i in harmed], self.min_support, self.min_confidence) if harmed else None
                 if when is not None:
                     superseded = True
                     guarded = msgspec.structs.replace(rule, when=when)

