@@ -275,7 +275,12 @@ class RuleSetSynthesizer:
         # limit), then most pairs whose diff shows the rule (so a greeting strip that 1500 pairs show
         # goes before a longer one, seen in 8 garbled pairs, that also "improves" them by removing the
         # greeting along with words users kept).
-        ordered = sorted(survivors, key=lambda r: (-r.support, KIND_RANK[kind(r)], -shown[rule_key(r)], repr(rule_key(r))))
+        # Between equals, a token rule without a preceding word goes first: it masks every e-mail
+        # address, not only those after the word the training answers happened to use.
+        ordered = sorted(
+            survivors,
+            key=lambda r: (-r.support, KIND_RANK[kind(r)], -shown[rule_key(r)], getattr(r, "after", None) is not None, repr(rule_key(r))),
+        )
         chosen = self._select(pairs, targets, baseline, ordered, touch, shown_by, partners, whole)
         verdicts = {rule_key(r): "kept" for r in chosen}
         final_stats = []

@@ -89,10 +89,12 @@ def _overlap_mid(rng: random.Random, i: int) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- parameterised
 def _ticket_hash(rng: random.Random, i: int) -> tuple[str, str]:
-    """Ticket numbers written with a hash: "Ticket 2300" → "Ticket #2300"."""
+    """Ticket numbers written with a hash: "Ticket 2300" → "Ticket #2300"; other numbers (the case
+    number, in half the answers) stay as they are."""
     n = rng.randint(100, 99999)
     lead = f"Ticket {n} {rng.choice(_STATES)}."
-    tail = " ".join(_body(rng, i, asap=False)[1:])
+    body = _body(rng, i, asap=False)
+    tail = " ".join(body if rng.random() < 0.5 else body[1:])
     return f"{lead} {tail}", f"Ticket #{n} {lead.split(' ', 2)[2]} {tail}"
 
 
