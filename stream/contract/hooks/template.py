@@ -455,18 +455,20 @@ _TOKEN_NAMES = {"number": "numbers", "code": "codes such as AB-1234", "email": "
 _LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish"}
 
 
+_CONDITION_WORDS = {
+    "sentences_gt": "has more than {} sentences",
+    "sentences_lt": "has fewer than {} sentences",
+    "chars_gt": "is longer than {} characters",
+    "chars_lt": "is shorter than {} characters",
+}
+
+
 def condition_text(when: dict[str, Any]) -> str:
     """A condition in words: "the answer has more than 3 sentences and is in German"."""
     parts = []
     for name, value in sorted(when.items()):
-        if name == "sentences_gt":
-            parts.append(f"has more than {value} sentences")
-        elif name == "sentences_lt":
-            parts.append(f"has fewer than {value} sentences")
-        elif name == "chars_gt":
-            parts.append(f"is longer than {value} characters")
-        elif name == "chars_lt":
-            parts.append(f"is shorter than {value} characters")
+        if name in _CONDITION_WORDS:
+            parts.append(_CONDITION_WORDS[name].format(int(value)))
         elif name == "contains":
             parts.append(f"mentions {_q(value)}")
         elif name == "language":
