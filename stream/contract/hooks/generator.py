@@ -117,7 +117,7 @@ class HookScriptGenerator:
         self.template = text if text is not None else template_path.read_text(encoding="utf-8")
         self.template_version = template_version_of(self.template)
         self._versions: dict[int, HookScriptGenerator] = {self.template_version: self}
-        self._template_dump = _blank(_parse(self.template))
+        self._dump: str | None = None  # the template's blanked AST, parsed on the first verify()
         for line, comment in _LINES.values():
             if self.template.count(f"\n{line}{comment}\n") != 1:
                 raise HookModuleError(f"the template must hold the line {line!r} exactly once")
@@ -166,7 +166,9 @@ class HookScriptGenerator:
         except SyntaxError as exc:
             raise HookModuleError(f"module does not parse: {exc.msg} (line {exc.lineno})") from None
         _data_assignments(tree)
-        if _blank(tree) != self._template_dump:
+        if self._dump is None:
+            self._dump = _blank(_parse(self.template))
+        if _blank(tree) != self._dump:
             raise HookModuleError("module code differs from the hook template")
         expected = self.template.splitlines()
         got = source.splitlines()
