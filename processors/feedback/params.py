@@ -6,7 +6,7 @@ the word before the token (``after="Ticket"``) and without; support across pairs
 Dates also yield their parts ("March 14, 2026" → "2026-03-14" is ``{year}-{mm}-{dd}``), and an
 edit that only changes a word's casing ("vectorwave" → "VectorWave") proposes ``fix_case``.
 
-The token classes are the hook template's own scanners (:data:`template._SCANNERS`): nothing
+The token classes are the hook template's own scanners (:func:`template.token_matches`): nothing
 here turns feedback text into a pattern, it only fills in a class name, a preceding word and an
 output template whose placeholders the template checks.
 """
@@ -33,7 +33,7 @@ def propose(analysis: DiffAnalysis) -> list[Rule]:
     if not edits:
         return out
     for token in hook_template.TOKEN_CLASSES:
-        for match in hook_template._SCANNERS[token].finditer(bad):
+        for match in hook_template.token_matches(token, bad):
             s, e = match.span()
             near, outside = [], []
             for ed in edits:

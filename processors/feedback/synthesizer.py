@@ -11,6 +11,9 @@
    (a phrase replaced two ways, A→B against B→A, a sign-off both added and removed),
    only one with strictly more evidence than all its rivals survives (pairs whose
    diff shows it, then pairs it improves); ties drop all.
+   Before that, a candidate that lost its confidence on some pairs, or that pairs showing a
+   rival correction contradict, is offered again under the condition that separates the pairs
+   (:mod:`.conditions`); token-class and casing candidates come from :mod:`.params`.
 4. **Combine greedily**, best first (most pairs improved, then precise kinds, then most
    pairs showing it):
    a rule joins only if, together with the rules already chosen, it improves the
@@ -109,7 +112,8 @@ class RuleSetSynthesizer:
         return unique
 
     def propose_by_edit(self, analysis: DiffAnalysis) -> list[list[Rule]]:
-        """:meth:`propose`, one list per edit: the rules of the edit and of all its cuts."""
+        """:meth:`propose`, one list per edit (the rules of the edit and of all its cuts), then one
+        list of the pair's token-class and casing candidates (:mod:`.params`), if any."""
         groups = []
         for k, edit in enumerate(analysis.edits):
             out = self._from_edit(analysis, edit)

@@ -283,6 +283,11 @@ _SCANNERS = {
 _PLACEHOLDER = re.compile(r"\{([a-z]{1,5})\}")
 
 
+def token_matches(token: str, text: str) -> Any:
+    """The matches of one token class's scanner in ``text`` (an iterator of ``re.Match``)."""
+    return _SCANNERS[token].finditer(text)
+
+
 def token_fields(token: str, match: Any) -> dict[str, str] | None:
     """The placeholders' values for one scanner match (None: not a valid token, e.g. month 13)."""
     fields = {"text": match.group(0)}
@@ -329,7 +334,7 @@ def _tokens(rules: list[dict[str, Any]], text: str) -> str:
             continue
         out: list[str] = []
         pos = 0
-        for match in _SCANNERS[token].finditer(text):
+        for match in token_matches(token, text):
             rule = next((r for r in mine if r.get("after") is None or _after_ok(text, match.start(), r["after"])), None)
             fields = token_fields(token, match) if rule is not None else None
             if rule is None or fields is None:
