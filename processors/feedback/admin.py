@@ -64,7 +64,9 @@ def rollback_release(store: VersionStore, function_name: str, to_version: int, s
     """A new release (next version) carrying the rules of ``to_version``.
 
     The rules the rolled-back versions added are *vetoed*: the processor will not
-    synthesise them again.  Rules of the restored version are un-vetoed.
+    synthesise them again.  Rules of the restored version are un-vetoed.  The new
+    release is rendered with the *current* hook template, whatever template version
+    ``to_version`` was published with (its rules are data every later template applies).
     """
     target = store.get(function_name, to_version)
     latest = store.get(function_name)

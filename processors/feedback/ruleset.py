@@ -17,18 +17,21 @@ from stream.contract.hooks.rules import (
     AddPrefix,
     AddSuffix,
     DeletePhrase,
+    FixCase,
     FormatRule,
     MaxSentences,
     ReplacePhrase,
+    RewriteToken,
     Rule,
     StripPrefix,
     StripSuffix,
+    When,
     from_data,
     to_data,
 )
 
 __all__ = [
-    "AddPrefix", "AddSuffix", "DeletePhrase", "FormatRule", "MaxSentences", "ReplacePhrase", "Rule",
+    "AddPrefix", "AddSuffix", "DeletePhrase", "FixCase", "FormatRule", "RewriteToken", "When", "MaxSentences", "ReplacePhrase", "Rule",
     "StripPrefix", "StripSuffix", "apply_output", "apply_prompt", "behaviour", "conflicts", "from_data",
     "instructions", "rule_key", "to_data", "with_support",
 ]
@@ -36,7 +39,7 @@ __all__ = [
 # Kinds in a stable order, used to break ties deterministically (precise text rules first).
 KIND_RANK = {
     "strip_prefix": 0, "strip_suffix": 1, "replace_phrase": 2, "delete_phrase": 3,
-    "add_prefix": 4, "add_suffix": 5, "max_sentences": 6, "format": 7,
+    "add_prefix": 4, "add_suffix": 5, "max_sentences": 6, "format": 7, "rewrite_token": 8, "fix_case": 9,
 }
 
 
@@ -49,6 +52,8 @@ def rule_key(rule: Rule) -> tuple[Any, ...]:
     data = msgspec.to_builtins(rule)
     data.pop("support", None)
     data.pop("origin", None)
+    if "when" in data:
+        data["when"] = tuple(sorted(data["when"].items()))
     return tuple(sorted((k, v) for k, v in data.items()))
 
 
@@ -77,7 +82,25 @@ def _triggers(rule: Rule) -> set[tuple[str, str]]:
         return {("suffix", rule.text.strip()), *({("add_suffix", "")} if k == "add_suffix" else set())}
     if isinstance(rule, MaxSentences):
         return {("max_sentences", "")}
+    if isinstance(rule, RewriteToken):
+        return {("token", rule.token)}
+    if isinstance(rule, FixCase):
+        return {("phrase", rule.word.lower())}
     return set()
+
+
+def exclusive(a: When | None, b: When | None) -> bool:
+    """True when no answer can meet both conditions (two languages, disjoint length ranges)."""
+    if a is None or b is None:
+        return False
+    if a.language and b.language and a.language != b.language:
+        return True
+    for gt, lt in (("sentences_gt", "sentences_lt"), ("chars_gt", "chars_lt")):
+        for x, y in ((a, b), (b, a)):
+            low, high = getattr(x, gt), getattr(y, lt)
+            if low is not None and high is not None and high <= low + 1:
+                return True
+    return False
 
 
 def conflicts(a: Rule, b: Rule) -> bool:
@@ -87,7 +110,7 @@ def conflicts(a: Rule, b: Rule) -> bool:
     a prefix/suffix both stripped and added, two different openings or sign-offs
     to add, two sentence limits.
     """
-    if rule_key(a) == rule_key(b):
+    if rule_key(a) == rule_key(b) or exclusive(a.when, b.when):
         return False
     ta, tb = _triggers(a), _triggers(b)
     if ta & tb:

@@ -11,6 +11,9 @@
    (a phrase replaced two ways, A→B against B→A, a sign-off both added and removed),
    only one with strictly more evidence than all its rivals survives (pairs whose
    diff shows it, then pairs it improves); ties drop all.
+   Before that, a candidate that lost its confidence on some pairs, or that pairs showing a
+   rival correction contradict, is offered again under the condition that separates the pairs
+   (:mod:`.conditions`); token-class and casing candidates come from :mod:`.params`.
 4. **Combine greedily**, best first (most pairs improved, then precise kinds, then most
    pairs showing it):
    a rule joins only if, together with the rules already chosen, it improves the
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+import msgspec
 
 from processors.feedback.ruleset import (
     KIND_RANK,
@@ -43,6 +48,7 @@ from processors.feedback.ruleset import (
 from stream.contract.hooks import template as hook_template
 from stream.contract.hooks.rules import MAX_PHRASE_CHARS
 
+from . import conditions, params
 from .diff import DiffAnalysis, Edit, FeedbackDiffAnalyzer, similarity_to, words
 from .pairs import Pair
 
@@ -123,7 +129,8 @@ class RuleSetSynthesizer:
         return unique
 
     def propose_by_edit(self, analysis: DiffAnalysis) -> list[list[Rule]]:
-        """:meth:`propose`, one list per edit: the rules of the edit and of all its cuts."""
+        """:meth:`propose`, one list per edit (the rules of the edit and of all its cuts), then one
+        list of the pair's token-class and casing candidates (:mod:`.params`), if any."""
         groups = []
         for k, edit in enumerate(analysis.edits):
             out = self._from_edit(analysis, edit)
@@ -131,6 +138,9 @@ class RuleSetSynthesizer:
                 out.extend(self._from_edit(analysis, first))
                 out.extend(self._from_edit(analysis, second))
             groups.append([r for r in out if _fits(r)])
+        tokens = [r for r in params.propose(analysis) if _fits(r)]  # token classes and casing (params.py)
+        if tokens:
+            groups.append(tokens)
         return groups
 
     @staticmethod
@@ -208,13 +218,11 @@ class RuleSetSynthesizer:
         viable: list[Rule] = []
         touch: dict[tuple[object, ...], list[int]] = {}  # training pairs a candidate alone changes
         gain: dict[tuple[object, ...], float] = {}  # its summed similarity gain alone
-        for key in sorted(pool, key=repr):
-            rule, by = pool[key]
-            if key in banned:
-                stats.append(CandidateStats(rule, by, 0, 0, "vetoed by a rollback"))
-                continue
-            support = against = 0
+        def measure(rule: Rule) -> tuple[list[int], list[int], list[int], float]:
+            """Training pairs the rule alone touches, improves and makes worse; its summed gain."""
             touched: list[int] = []
+            improved: list[int] = []
+            worse: list[int] = []
             total = 0.0
             may_touch = _quick_filter(rule)
             for i, (pair, target, base) in enumerate(zip(pairs, targets, baseline, strict=True)):
@@ -227,13 +235,57 @@ class RuleSetSynthesizer:
                 score = similarity_to(out, target)
                 total += score - base
                 if score > base + EPS:
-                    support += 1
+                    improved.append(i)
                 elif score < base - EPS:
-                    against += 1
+                    worse.append(i)
+            return touched, improved, worse, total
+
+        queue = sorted(pool, key=repr)
+        while queue:
+            key = queue.pop(0)
+            rule, by = pool[key]
+            if key in banned:
+                stats.append(CandidateStats(rule, by, 0, 0, "vetoed by a rollback"))
+                continue
+            touched, improved, worse, total = measure(rule)
+            support, against = len(improved), len(worse)
+            superseded = False
+            if rule.when is None and support >= self.min_support:
+                # Helps some answers and hurts others, or touches answers whose own diffs show a rival
+                # (another sign-off where this one is added): the condition that separates them
+                # (conditions.py) makes a new candidate, measured like the others, which replaces this one.
+                mine = shown_by.get(key, set())
+                rivals: set[str] = set()
+                if mine:
+                    for okey in list(pool):
+                        theirs = shown_by.get(okey, set())
+                        # Only a rival other pairs show (not an alternative cut of the same edits).
+                        if okey != key and theirs and 2 * len(theirs & mine) < min(len(theirs), len(mine)) and conflicts(rule, pool[okey][0]):
+                            rivals |= theirs - mine
+                # Rivals count only when they are no small minority (a garbled variant of a sign-off is).
+                if len(rivals) < (1 - self.min_confidence) * len(mine):
+                    rivals = set()
+                contested = [i for i in touched if pairs[i].uuid in rivals]
+                # Worse pairs count only when they cost the rule its confidence (otherwise it stays as it is).
+                hurt = worse if support < self.min_confidence * (support + against) else []
+                harmed = sorted(set(hurt) | set(contested))
+                helped = [i for i in improved if i not in contested and (not mine or pairs[i].uuid in mine)]
+                when = conditions.learn([pairs[i].bad for i in helped], [pairs[i].bad for i in harmed], self.min_support, self.min_confidence) if harmed else None
+                if when is not None:
+                    superseded = True
+                    guarded = msgspec.structs.replace(rule, when=when)
+                    gkey = rule_key(guarded)
+                    if gkey not in pool and gkey not in banned:
+                        pool[gkey] = (guarded, by)
+                        if key in shown_by:
+                            shown_by[gkey] = shown_by[key]
+                        queue.append(gkey)
             touch[key] = touched
             gain[key] = total
             rule = with_support(rule, support)
-            if support < self.min_support:
+            if superseded:
+                verdict = "replaced by its conditional variant"
+            elif support < self.min_support:
                 verdict = f"support {support} < {self.min_support}"
             elif support / (support + against) < self.min_confidence:
                 verdict = f"confidence {support}/{support + against} < {self.min_confidence}"
@@ -248,7 +300,12 @@ class RuleSetSynthesizer:
         # limit), then most pairs whose diff shows the rule (so a greeting strip that 1500 pairs show
         # goes before a longer one, seen in 8 garbled pairs, that also "improves" them by removing the
         # greeting along with words users kept).
-        ordered = sorted(survivors, key=lambda r: (-r.support, KIND_RANK[kind(r)], -shown[rule_key(r)], repr(rule_key(r))))
+        # Between equals, a token rule without a preceding word goes first: it masks every e-mail
+        # address, not only those after the word the training answers happened to use.
+        ordered = sorted(
+            survivors,
+            key=lambda r: (-r.support, KIND_RANK[kind(r)], -shown[rule_key(r)], getattr(r, "after", None) is not None, repr(rule_key(r))),
+        )
         chosen = self._select(pairs, targets, baseline, ordered, touch, shown_by, partners, whole)
         verdicts = {rule_key(r): "kept" for r in chosen}
         final_stats = []

@@ -211,3 +211,30 @@ async def test_following_survives_poison_and_consumer_errors_and_reports_health(
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+def test_a_release_of_the_first_template_is_verified_without_a_parser_and_hot_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version-1 release published before the template changed still verifies (against the frozen
+    v1 template, without ast.parse) and applies; a later version-2 release with a token rule replaces it."""
+    gen = HookScriptGenerator()
+    old = build_release(
+        gen.for_version(1), function_name="fn", version=1, rules=[ReplacePhrase(old="customer", new="client")],
+        validation=HookValidation(pairs=1), created_at=datetime(2026, 1, 1), parent_version=None, signing_key=KEY,
+    )
+    client = HookClient(None, signing_key=KEY)
+
+    def no_parse(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("ast.parse called while verifying a release")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ast, "parse", no_parse)
+        assert client.offer(encode(old))
+    assert client.apply_output("fn", "The customer.") == "The client."
+    from stream.contract.hooks.rules import RewriteToken
+
+    new = build_release(
+        gen, function_name="fn", version=2, rules=[RewriteToken(token="number", out="#{text}", after="Ticket")],
+        validation=HookValidation(pairs=1), created_at=datetime(2026, 1, 2), parent_version=1, signing_key=KEY,
+    )
+    assert client.offer(encode(new))
+    assert client.apply_output("fn", "Ticket 12 for the customer.") == "Ticket #12 for the customer."

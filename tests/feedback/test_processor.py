@@ -260,3 +260,29 @@ def test_synthesis_errors_do_not_escape_tick(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(proc.synthesizer, "synthesize", boom)
     assert proc.tick(clock.now + 5).outputs == []
     assert _sample(registry, "vt_feedback_synthesis_errors_total", function="answer_faq") == 1
+
+
+def test_rollback_to_a_release_of_the_first_template_renders_with_the_current_one(tmp_path: Path) -> None:
+    """Versions published with template v1 stay in the store and verify; rolling back to one
+    publishes its rules in a module of the current template."""
+    from datetime import datetime, timezone
+
+    from stream.contract.hooks.generator import template_version_of
+    from stream.contract.hooks.release import verify_release
+    from stream.contract.hooks.rules import FixCase
+
+    gen = HookScriptGenerator()
+    store = VersionStore(tmp_path / "hooks")
+    rules = [ReplacePhrase(old="customer", new="client")]
+    v1 = build_release(gen.for_version(1), function_name="fn", version=1, rules=rules,
+                       validation=HookValidation(pairs=1), created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                       parent_version=None, signing_key=KEY)
+    v2 = build_release(gen, function_name="fn", version=2, rules=[*rules, FixCase(word="VectorWave")],
+                       validation=v1.validation, created_at=v1.created_at, parent_version=1, signing_key=KEY)
+    assert store.put(v1) and store.put(v2)
+    v3 = rollback_release(store, "fn", 1, KEY)
+    verify_release(v3, gen, KEY)
+    assert template_version_of(store.get("fn", 1).module_source) == 1
+    assert template_version_of(v3.module_source) == 2
+    assert [rule_key(r) for r in v3.rules] == [rule_key(r) for r in rules]
+    assert [rule_key(r) for r in v3.vetoed] == [rule_key(FixCase(word="VectorWave"))]

@@ -89,10 +89,12 @@ def _overlap_mid(rng: random.Random, i: int) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- parameterised
 def _ticket_hash(rng: random.Random, i: int) -> tuple[str, str]:
-    """Ticket numbers written with a hash: "Ticket 2300" → "Ticket #2300"."""
+    """Ticket numbers written with a hash: "Ticket 2300" → "Ticket #2300"; other numbers (the case
+    number, in half the answers) stay as they are."""
     n = rng.randint(100, 99999)
     lead = f"Ticket {n} {rng.choice(_STATES)}."
-    tail = " ".join(_body(rng, i, asap=False)[1:])
+    body = _body(rng, i, asap=False)
+    tail = " ".join(body if rng.random() < 0.5 else body[1:])
     return f"{lead} {tail}", f"Ticket #{n} {lead.split(' ', 2)[2]} {tail}"
 
 
@@ -115,9 +117,10 @@ def _order_mask(rng: random.Random, i: int) -> tuple[str, str]:
 
 
 def _iso_dates(rng: random.Random, i: int) -> tuple[str, str]:
-    """Dates "March 14, 2026" rewritten as "2026-03-14"."""
+    """Dates "March 14, 2026" or "14/03/2026" (day first) rewritten as "2026-03-14"; ISO dates stay."""
     m, d, y = rng.randrange(12), rng.randint(1, 28), rng.randint(2020, 2030)
-    date = f"{_MONTHS[m]} {d}, {y}"
+    form = rng.random()
+    date = f"{_MONTHS[m]} {d}, {y}" if form < 0.5 else (f"{d:02d}/{m + 1:02d}/{y}" if form < 0.85 else f"{y}-{m + 1:02d}-{d:02d}")
     body = _body(rng, i, asap=False)
     bad = " ".join([body[0], f"It will be ready on {date}.", *body[1:]])
     return bad, bad.replace(date, f"{y}-{m + 1:02d}-{d:02d}")
@@ -143,13 +146,22 @@ def _long_summary(rng: random.Random, i: int) -> tuple[str, str]:
 
 
 def _language_signoff(rng: random.Random, i: int) -> tuple[str, str]:
-    """A sign-off in the answer's language: English answers get one, German answers another."""
-    if rng.random() < 0.5:
+    """A sign-off in the answer's language: English, German, French and Spanish answers each get their own."""
+    n = 1000 + i
+    pick = rng.random()
+    if pick < 0.4:
         bad = " ".join(_body(rng, i, asap=False))
         return bad, bad + "\n— Acme Support"
-    n = 1000 + i
-    bad = f"Ihre {rng.choice(('Rechnung', 'Bestellung', 'Lieferung'))} ist {rng.choice(('bereit', 'unterwegs', 'verzögert'))} (Fall {n}). Wir melden uns bald."
-    return bad, bad + "\n— Acme Kundendienst"
+    if pick < 0.6:
+        bad = f"Ihre {rng.choice(('Rechnung', 'Bestellung', 'Lieferung'))} ist {rng.choice(('bereit', 'unterwegs', 'verzögert'))} (Fall {n}). Wir melden uns bald."
+        return bad, bad + "\n— Acme Kundendienst"
+    if pick < 0.8:
+        bad = (f"Votre {rng.choice(('facture', 'commande', 'livraison'))} est {rng.choice(('prête', 'en route', 'en retard'))} "
+               f"(dossier {n}). Nous vous écrirons pour la suite.")
+        return bad, bad + "\n— Service client Acme"
+    bad = (f"Su {rng.choice(('factura', 'pedido', 'entrega'))} está {rng.choice(('lista', 'en camino', 'retrasada'))} "
+           f"(caso {n}). Le escribiremos con los detalles para usted.")
+    return bad, bad + "\n— Atención al cliente Acme"
 
 
 def _phrase_condition(rng: random.Random, i: int) -> tuple[str, str]:
@@ -169,10 +181,10 @@ FAMILIES: dict[str, Family] = {
         Family("param_ticket", "Ticket 2300 → Ticket #2300", _ticket_hash),
         Family("param_email", "e-mail addresses masked", _email_mask),
         Family("param_order", "order numbers masked", _order_mask),
-        Family("param_date", "dates rewritten as ISO 8601", _iso_dates),
+        Family("param_date", "dates (March 14, 2026 or 14/03/2026) rewritten as ISO 8601", _iso_dates),
         Family("param_casing", "a product name's casing fixed", _casing),
         Family("cond_length", "cut to two sentences only when longer than three", _long_summary),
-        Family("cond_language", "sign-off in the answer's language", _language_signoff),
+        Family("cond_language", "sign-off in the answer's language (en, de, fr, es)", _language_signoff),
         Family("cond_phrase", "a note added only when a phrase occurs", _phrase_condition),
     )
 }

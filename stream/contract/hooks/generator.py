@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ from typing import Any
 from stream.contract.hooks.rules import Rule, from_data, to_data
 
 TEMPLATE_PATH = Path(__file__).with_name("template.py")
+# Every template version ever rendered, frozen as package data (``v1.py.txt``, ``v2.py.txt``, …): a
+# release is verified against the version its module names, so changing the template never
+# breaks the verification of releases already published.  ``template.py`` is the newest one.
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+_VERSION_LINE = re.compile(r"^TEMPLATE_VERSION = (\d{1,6})$", re.MULTILINE)
 DATA_NAMES = ("FUNCTION_NAME", "VERSION", "_RULES_JSON")
 _LINES = {
     "FUNCTION_NAME": ('FUNCTION_NAME = ""', "  # data: the function these rules were learnt for"),
@@ -89,15 +95,46 @@ def _data_assignments(tree: ast.Module) -> dict[str, Any]:
     return found
 
 
-class HookScriptGenerator:
-    """Renders, verifies and reads hook modules."""
+def template_version_of(source: str) -> int:
+    """The template version a module (or a template) was written with: its ``TEMPLATE_VERSION``
+    line, or 1 for modules of the first template, which had none.  A text scan, no parser; the
+    data lines cannot fake it (they are one-line ASCII literals)."""
+    match = _VERSION_LINE.search(source)
+    return int(match.group(1)) if match else 1
 
-    def __init__(self, template_path: Path = TEMPLATE_PATH) -> None:
-        self.template = template_path.read_text(encoding="utf-8")
-        self._template_dump = _blank(_parse(self.template))
+
+def frozen_template(version: int) -> str | None:
+    """The frozen text of template ``version`` (None if this install does not know it)."""
+    path = TEMPLATES_DIR / f"v{int(version)}.py.txt"
+    return path.read_text(encoding="utf-8") if version >= 1 and path.is_file() else None
+
+
+class HookScriptGenerator:
+    """Renders, verifies and reads hook modules (renders always with its own template; verifies and
+    reads any known template version through :meth:`for_version`)."""
+
+    def __init__(self, template_path: Path = TEMPLATE_PATH, *, text: str | None = None) -> None:
+        self.template = text if text is not None else template_path.read_text(encoding="utf-8")
+        self.template_version = template_version_of(self.template)
+        self._versions: dict[int, HookScriptGenerator] = {self.template_version: self}
+        self._dump: str | None = None  # the template's blanked AST, parsed on the first verify()
         for line, comment in _LINES.values():
             if self.template.count(f"\n{line}{comment}\n") != 1:
                 raise HookModuleError(f"the template must hold the line {line!r} exactly once")
+
+    def for_version(self, version: int) -> HookScriptGenerator:
+        """A generator for frozen template ``version`` (this one for its own); HookModuleError if unknown."""
+        found = self._versions.get(version)
+        if found is None:
+            text = frozen_template(version)
+            if text is None:
+                raise HookModuleError(f"unknown hook template version {version}")
+            found = self._versions[version] = HookScriptGenerator(text=text)
+        return found
+
+    def for_source(self, source: str) -> HookScriptGenerator:
+        """The generator of the template version ``source`` names (see :func:`template_version_of`)."""
+        return self.for_version(template_version_of(source))
 
     def render_text(self, function_name: str, version: int, rules_json_text: str) -> str:
         """The template with the three data lines filled in: string replacement only, no parsing."""
@@ -129,7 +166,9 @@ class HookScriptGenerator:
         except SyntaxError as exc:
             raise HookModuleError(f"module does not parse: {exc.msg} (line {exc.lineno})") from None
         _data_assignments(tree)
-        if _blank(tree) != self._template_dump:
+        if self._dump is None:
+            self._dump = _blank(_parse(self.template))
+        if _blank(tree) != self._dump:
             raise HookModuleError("module code differs from the hook template")
         expected = self.template.splitlines()
         got = source.splitlines()

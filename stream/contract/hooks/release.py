@@ -15,8 +15,8 @@ import re
 from datetime import datetime
 
 from stream.contract.events import HookRelease, HookValidation
-from stream.contract.hooks.generator import HookScriptGenerator, rules_json
-from stream.contract.hooks.rules import Rule
+from stream.contract.hooks.generator import HookModuleError, HookScriptGenerator, rules_json
+from stream.contract.hooks.rules import V1_KINDS, Rule, kind_of
 
 SIGNING_KEY_ENV = "VT_HOOK_SIGNING_KEY"
 
@@ -109,8 +109,16 @@ def verify_release(release: HookRelease, generator: HookScriptGenerator, signing
     # Template code only (`hooks export` writes module_source to a file users import), and the
     # data lines must hold exactly this release's function, version and rules, so the digest
     # covers what clients apply.  A text comparison: no parser runs on received bytes.
+    # Each release is checked against the frozen template version its module names (v1 modules
+    # have no TEMPLATE_VERSION line), so releases published before a template change still verify.
+    try:
+        generator = generator.for_source(release.module_source)
+    except HookModuleError as exc:
+        raise ReleaseError(BAD_MODULE, f"module_source: {exc}") from None
     if not generator.is_rendering_of(release.module_source, release.function_name, release.version, rules_json(release.rules)):
         raise ReleaseError(BAD_MODULE, _module_mismatch(release, generator))
+    if generator.template_version == 1 and any(kind_of(rule) not in V1_KINDS for rule in release.rules):
+        raise ReleaseError(BAD_MODULE, "module_source is a version 1 hook template, which cannot apply these rule kinds")
     if signing_key:
         if not release.signature:
             raise ReleaseError(UNSIGNED, "release is not signed but a signing key is configured")

@@ -22,13 +22,37 @@ Phrase = Annotated[str, Meta(min_length=1, max_length=MAX_PHRASE_CHARS)]
 Support = Annotated[int, Meta(ge=0)]
 Origin = Literal["diff", "llm"]
 FormatName = Literal["collapse_whitespace", "strip_markdown", "strip_wrapping_quotes", "single_line"]
+# Token classes a ``rewrite_token`` rule matches with the hook template's own fixed scanners.
+TokenClass = Literal["number", "code", "email", "date"]
+Language = Literal["en", "de", "fr", "es"]
+Count = Annotated[int, Meta(ge=0, le=1_000_000)]
+# Placeholders an output template may use: {text} for every class, the date's parts for dates.
+PLACEHOLDERS = {
+    "number": ("text",),
+    "code": ("text",),
+    "email": ("text",),
+    "date": ("text", "year", "mm", "dd", "m", "d", "month"),
+}
+
+
+class When(Struct, kw_only=True, omit_defaults=True, frozen=True):
+    """A rule's condition, on the answer as it arrives (before any rule): every field set must hold."""
+
+    sentences_gt: Count | None = None  # more than n sentences
+    sentences_lt: Count | None = None  # fewer than n sentences
+    chars_gt: Count | None = None
+    chars_lt: Count | None = None
+    contains: Phrase | None = None  # a word-bounded phrase, any case
+    language: Language | None = None  # by stop-word counts (the template's own small lists)
 
 
 class _Rule(Struct, tag_field="kind", kw_only=True, omit_defaults=True, frozen=True):
-    """Common fields: how many feedback pairs it fixed when synthesised, and who proposed it."""
+    """Common fields: how many feedback pairs it fixed when synthesised, who proposed it, and an
+    optional condition (absent: the rule always applies, and its JSON is what it was before)."""
 
     support: Support = 0
     origin: Origin = "diff"
+    when: When | None = None
 
 
 class ReplacePhrase(_Rule, tag="replace_phrase"):
@@ -81,11 +105,43 @@ class FormatRule(_Rule, tag="format"):
     name: FormatName
 
 
-Rule = ReplacePhrase | DeletePhrase | StripPrefix | AddPrefix | StripSuffix | AddSuffix | MaxSentences | FormatRule
+class RewriteToken(_Rule, tag="rewrite_token"):
+    """Rewrite every token of a class (optionally only right after the word ``after``) as ``out``.
+
+    ``out`` is a template whose only placeholders are those of :data:`PLACEHOLDERS`
+    (``#{text}``, ``{year}-{mm}-{dd}``, ``[email]``); the matching is the hook
+    template's fixed, linear-time scanners, never a pattern taken from feedback.
+    """
+
+    token: TokenClass
+    out: Annotated[str, Meta(max_length=MAX_PHRASE_CHARS)]
+    after: Phrase | None = None
+
+
+class FixCase(_Rule, tag="fix_case"):
+    """Write ``word`` in exactly this casing wherever it appears (word-bounded, any casing matched)."""
+
+    word: Phrase
+
+
+Rule = (
+    ReplacePhrase | DeletePhrase | StripPrefix | AddPrefix | StripSuffix | AddSuffix | MaxSentences | FormatRule
+    | RewriteToken | FixCase
+)
 
 RULE_TYPES: tuple[type[_Rule], ...] = (
     ReplacePhrase, DeletePhrase, StripPrefix, AddPrefix, StripSuffix, AddSuffix, MaxSentences, FormatRule,
+    RewriteToken, FixCase,
 )
+# Kinds the first hook template (version 1) can apply; a release rendered with it may hold no other.
+V1_KINDS = frozenset({
+    "replace_phrase", "delete_phrase", "strip_prefix", "add_prefix", "strip_suffix", "add_suffix", "max_sentences", "format",
+})
+
+
+def kind_of(rule: Rule) -> str:
+    """A rule's ``kind`` tag."""
+    return type(rule).__struct_config__.tag  # type: ignore[return-value]
 
 
 def to_data(rules: list[Rule]) -> list[dict[str, Any]]:

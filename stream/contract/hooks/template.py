@@ -23,6 +23,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+# The template's own version (code, not data): a release is verified against the frozen copy of
+# the template version its module names (vector-trainer keeps every version it ever rendered).
+TEMPLATE_VERSION = 2
+
 FUNCTION_NAME = ""  # data: the function these rules were learnt for
 VERSION = 0  # data: the release version
 _RULES_JSON = "[]"  # data: the rules, as JSON
@@ -39,10 +43,24 @@ _TEXT_FIELDS = {
     "add_suffix": ("text",),
     "max_sentences": (),
     "format": (),
+    "rewrite_token": (),
+    "fix_case": ("word",),
 }
-# Application order: remove what is unwanted, edit phrases, limit length, clean the
-# format, then add what is wanted (so an added sign-off is never cut or edited).
-_ORDER = ("strip_prefix", "strip_suffix", "phrases", "max_sentences", "format", "add_prefix", "add_suffix")
+TOKEN_CLASSES = ("date", "email", "code", "number")  # also the order their rules apply in
+PLACEHOLDERS = {
+    "number": ("text",),
+    "code": ("text",),
+    "email": ("text",),
+    "date": ("text", "year", "mm", "dd", "m", "d", "month"),
+}
+LANGUAGES = ("en", "de", "fr", "es")
+_WHEN_COUNTS = ("sentences_gt", "sentences_lt", "chars_gt", "chars_lt")
+# Application order: remove what is unwanted, edit phrases, rewrite tokens, fix casing, limit
+# length, clean the format, then add what is wanted (so an added sign-off is never cut or edited).
+# Conditions (``when``) are checked once, on the answer as it arrives, before any step.
+_ORDER = (
+    "strip_prefix", "strip_suffix", "phrases", "tokens", "fix_case", "max_sentences", "format", "add_prefix", "add_suffix",
+)
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "inc", "ltd", "jr", "sr", "no"})
 _PROMPT_HEADER = "Follow these rules, learnt from users' corrections of earlier answers:"
 
@@ -72,8 +90,42 @@ def parse_rules(data: Any) -> list[dict[str, Any]]:
             raise ValueError(f"rule {i} (format): name must be one of {', '.join(FORMATS)}")
         if kind == "strip_prefix" and not isinstance(rule.get("capitalize", False), bool):
             raise ValueError(f"rule {i} (strip_prefix): capitalize must be true or false")
+        if kind == "rewrite_token":
+            _check_rewrite_token(i, rule)
+        if rule.get("when") is not None:
+            _check_when(i, kind, rule["when"])
         rules.append(dict(rule))
     return rules
+
+
+def _check_rewrite_token(i: int, rule: dict[str, Any]) -> None:
+    token, out, after = rule.get("token"), rule.get("out"), rule.get("after")
+    if token not in PLACEHOLDERS:
+        raise ValueError(f"rule {i} (rewrite_token): token must be one of {', '.join(PLACEHOLDERS)}")
+    if not isinstance(out, str) or len(out) > MAX_PHRASE_CHARS:
+        raise ValueError(f"rule {i} (rewrite_token): out must be a string of at most {MAX_PHRASE_CHARS} characters")
+    for name in _PLACEHOLDER.findall(out):
+        if name not in PLACEHOLDERS[token]:
+            raise ValueError(f"rule {i} (rewrite_token): {{{name}}} is not a placeholder of {token}")
+    if after is not None and (not isinstance(after, str) or not after or len(after) > MAX_PHRASE_CHARS):
+        raise ValueError(f"rule {i} (rewrite_token): after must be a string of 1..{MAX_PHRASE_CHARS} characters")
+
+
+def _check_when(i: int, kind: str, when: Any) -> None:
+    if not isinstance(when, dict) or not when:
+        raise ValueError(f"rule {i} ({kind}): when must be a non-empty object")
+    for name, value in when.items():
+        if name in _WHEN_COUNTS:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
+                raise ValueError(f"rule {i} ({kind}): when.{name} must be an integer 0..1000000")
+        elif name == "contains":
+            if not isinstance(value, str) or not value or len(value) > MAX_PHRASE_CHARS:
+                raise ValueError(f"rule {i} ({kind}): when.contains must be a string of 1..{MAX_PHRASE_CHARS} characters")
+        elif name == "language":
+            if value not in LANGUAGES:
+                raise ValueError(f"rule {i} ({kind}): when.language must be one of {', '.join(LANGUAGES)}")
+        else:
+            raise ValueError(f"rule {i} ({kind}): unknown condition when.{name}")
 
 
 # ----------------------------------------------------------------------------- output side
@@ -208,16 +260,167 @@ def _format(text: str, name: str) -> str:
     return text
 
 
+# ----------------------------------------------------------------------------- tokens
+# The token classes' scanners: fixed patterns of this template (never text from feedback), each
+# without nested or overlapping repetition, so a scan is linear in the text (bounded lookbehinds,
+# bounded repeats).  A number is a standalone run of digits (not part of a word, a decimal, a date,
+# a range or "#12"); a code is 1-6 capitals, a dash and 2-12 digits (AB-1234, ORD-998877); an
+# e-mail is local@domain.tld; a date is 2026-03-05 (ISO), 05/03/2026 (day first) or March 5, 2026.
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+_SCANNERS = {
+    "number": re.compile(r"(?<![\w.,#/-])\d{1,20}(?!\w|[.,/-]\d)"),
+    "code": re.compile(r"(?<![\w-])[A-Z]{1,6}-\d{2,12}(?![\w-])"),
+    "email": re.compile(
+        r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}(?![\w-]|\.[A-Za-z0-9])"
+    ),
+    "date": re.compile(
+        r"(?<![\w/-])(?:(?P<iy>\d{4})-(?P<im>\d{1,2})-(?P<id>\d{1,2})|(?P<sd>\d{1,2})/(?P<sm>\d{1,2})/(?P<sy>\d{4}))"
+        r"(?!\w|[-/]\d)"
+        r"|(?<!\w)(?P<ln>" + "|".join(_MONTHS) + r") (?P<ld>\d{1,2}), (?P<ly>\d{4})(?!\w)"
+    ),
+}
+_PLACEHOLDER = re.compile(r"\{([a-z]{1,5})\}")
+
+
+def token_matches(token: str, text: str) -> Any:
+    """The matches of one token class's scanner in ``text`` (an iterator of ``re.Match``)."""
+    return _SCANNERS[token].finditer(text)
+
+
+def token_fields(token: str, match: Any) -> dict[str, str] | None:
+    """The placeholders' values for one scanner match (None: not a valid token, e.g. month 13)."""
+    fields = {"text": match.group(0)}
+    if token != "date":
+        return fields
+    groups = match.groupdict()
+    for y, m, d in (("iy", "im", "id"), ("sy", "sm", "sd"), ("ly", "ln", "ld")):
+        if groups[y] is not None:
+            year, month, day = groups[y], groups[m], int(groups[d])
+            month_no = _MONTHS.index(month) + 1 if not month.isdigit() else int(month)
+            break
+    else:
+        return None
+    if not (1 <= month_no <= 12 and 1 <= day <= 31):
+        return None
+    fields.update(year=year, mm=f"{month_no:02d}", dd=f"{day:02d}", m=str(month_no), d=str(day), month=_MONTHS[month_no - 1])
+    return fields
+
+
+def fill(out: str, fields: dict[str, str]) -> str:
+    """An output template with its placeholders filled in (one linear pass; unknown braces stay)."""
+    return _PLACEHOLDER.sub(lambda m: fields.get(m.group(1), m.group(0)), out)
+
+
+def _after_ok(text: str, start: int, after: str) -> bool:
+    """Whether the token at ``start`` follows the word(s) ``after`` (any case) and one space."""
+    sep = start - 1
+    if sep < 0 or text[sep] not in " \t":
+        return False
+    begin = sep - len(after)
+    if begin < 0 or text[begin:sep].lower() != after.lower():
+        return False
+    return not (begin > 0 and after[:1].isalnum() and (text[begin - 1].isalnum() or text[begin - 1] == "_"))
+
+
+def _tokens(rules: list[dict[str, Any]], text: str) -> str:
+    """Rewrite tokens, one pass per class (dates first): a rule with ``after`` wins over one without."""
+    for token in TOKEN_CLASSES:
+        mine = sorted(
+            (r for r in rules if r["kind"] == "rewrite_token" and r["token"] == token),
+            key=lambda r: (r.get("after") is None, -len(r.get("after") or ""), r.get("after") or "", r["out"]),
+        )
+        if not mine:
+            continue
+        out: list[str] = []
+        pos = 0
+        for match in token_matches(token, text):
+            rule = next((r for r in mine if r.get("after") is None or _after_ok(text, match.start(), r["after"])), None)
+            fields = token_fields(token, match) if rule is not None else None
+            if rule is None or fields is None:
+                continue
+            out.append(text[pos : match.start()])
+            out.append(fill(rule["out"], fields))
+            pos = match.end()
+        out.append(text[pos:])
+        text = "".join(out)
+    return text
+
+
+def _fix_case(rules: list[dict[str, Any]], text: str) -> str:
+    """Every word-bounded occurrence of a fixed word, in any casing, written as the rule writes it."""
+    words = sorted(r["word"] for r in rules if r["kind"] == "fix_case")
+    table = {word.lower(): word for word in words}
+    if not table:
+        return text
+    pattern = re.compile("|".join(_bounded(w) for w in sorted(table.values(), key=lambda s: (-len(s), s))), re.IGNORECASE)
+    return pattern.sub(lambda m: table.get(m.group(0).lower(), m.group(0)), text)
+
+
+# ----------------------------------------------------------------------------- conditions
+# Stop words of each language (no word in two lists); the language is the one with most hits,
+# at least two and strictly more than any other (otherwise: none).
+_STOPWORDS = {
+    "en": "the and is are was were you your we our of it for on with this that will be have has not",
+    "de": "der die das und ist sind wir ihr ihre ihren nicht mit f\u00fcr auf ein eine einen zu dem uns sich bei wird",
+    "fr": "le les et est sont nous vous votre vos une du pour pas avec dans sur ce qui sera \u00e9t\u00e9",
+    "es": "el los las y son usted su sus del para por con una est\u00e1 ser\u00e1 hemos",
+}
+_STOP_RES = {lang: re.compile(r"(?<!\w)(?:" + "|".join(words.split()) + r")(?!\w)", re.IGNORECASE) for lang, words in _STOPWORDS.items()}
+
+
+def language(text: str) -> str | None:
+    """en, de, fr or es by counting each language's stop words (None when unclear)."""
+    counts = sorted(((len(_STOP_RES[lang].findall(text)), lang) for lang in LANGUAGES), reverse=True)
+    (best, lang), (second, _other) = counts[0], counts[1]
+    return lang if best >= 2 and best > second else None
+
+
+def holds(when: dict[str, Any] | None, text: str, memo: dict[str, Any] | None = None) -> bool:
+    """Whether a rule's condition holds for ``text`` (the answer before any rule); ``memo`` caches measures."""
+    if not when:
+        return True
+    memo = {} if memo is None else memo
+    for name, value in when.items():
+        if name in ("sentences_gt", "sentences_lt"):
+            if "sentences" not in memo:
+                memo["sentences"] = len(sentence_ends(text)) if text.strip() else 0
+            n = memo["sentences"]
+        elif name in ("chars_gt", "chars_lt"):
+            n = len(text.strip())
+        elif name == "contains":
+            if re.search(_bounded(value), text, re.IGNORECASE) is None:
+                return False
+            continue
+        elif name == "language":
+            if "language" not in memo:
+                memo["language"] = language(text)
+            if memo["language"] != value:
+                return False
+            continue
+        else:
+            return False  # an unknown condition never holds
+        if (name.endswith("_gt") and not n > value) or (name.endswith("_lt") and not n < value):
+            return False
+    return True
+
+
 def apply_rules_to_output(rules: list[dict[str, Any]], text: Any) -> Any:
     """Post-process one answer with ``rules``; anything that is not a string is returned unchanged."""
     if not isinstance(text, str):
         return text
+    memo: dict[str, Any] = {}
+    rules = [rule for rule in rules if holds(rule.get("when"), text, memo)]
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for rule in rules:
         by_kind.setdefault(rule["kind"], []).append(rule)
     for step in _ORDER:
         if step == "phrases":
             text = _phrases(rules, text)
+        elif step == "tokens":
+            text = _tokens(rules, text)
+        elif step == "fix_case":
+            text = _fix_case(rules, text)
         elif step == "strip_prefix":
             for rule in sorted(by_kind.get(step, []), key=lambda r: (-len(r["text"]), r["text"])):
                 text = _strip_prefix(text, rule["text"], bool(rule.get("capitalize", False)))
@@ -253,9 +456,48 @@ _FORMAT_INSTRUCTIONS = {
 }
 
 
+_TOKEN_NAMES = {"number": "numbers", "code": "codes such as AB-1234", "email": "e-mail addresses", "date": "dates"}
+_LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish"}
+
+
+_CONDITION_WORDS = {
+    "sentences_gt": "has more than {} sentences",
+    "sentences_lt": "has fewer than {} sentences",
+    "chars_gt": "is longer than {} characters",
+    "chars_lt": "is shorter than {} characters",
+}
+
+
+def condition_text(when: dict[str, Any]) -> str:
+    """A condition in words: "the answer has more than 3 sentences and is in German"."""
+    parts = []
+    for name, value in sorted(when.items()):
+        if name in _CONDITION_WORDS:
+            parts.append(_CONDITION_WORDS[name].format(int(value)))
+        elif name == "contains":
+            parts.append(f"mentions {_q(value)}")
+        elif name == "language":
+            parts.append(f"is in {_LANGUAGE_NAMES.get(value, value)}")
+    return "the answer " + " and ".join(parts)
+
+
 def instruction(rule: dict[str, Any]) -> str:
     """The natural-language instruction for one rule (the system prompt's side of it)."""
+    text = _instruction(rule)
+    if text and rule.get("when"):
+        return f"When {condition_text(rule['when'])}: {text}"
+    return text
+
+
+def _instruction(rule: dict[str, Any]) -> str:
     kind = rule["kind"]
+    if kind == "rewrite_token":
+        where = f" after {_q(rule['after'])}" if rule.get("after") else ""
+        shape = json.dumps(rule["out"], ensure_ascii=False)
+        note = " ({text} is the original)" if "{text}" in rule["out"] else ""
+        return f"Write {_TOKEN_NAMES[rule['token']]}{where} as {shape}{note}."
+    if kind == "fix_case":
+        return f"Always write {_q(rule['word'])} with exactly this capitalisation."
     if kind == "replace_phrase":
         return f"Write {_q(rule['new'])} instead of {_q(rule['old'])}."
     if kind == "delete_phrase":
