@@ -163,14 +163,22 @@ class Checkpointer:
     def state_due(self) -> bool:
         return time.monotonic() - self._last_state_save >= self._state_interval_s
 
-    async def run(self, *, save_state: bool, only: set[TopicPartition] | None = None, moving: bool = False) -> None:
-        """``moving``: the partitions are about to leave this instance (revoke, shutdown): copy their state to Kafka."""
+    async def run(
+        self,
+        *,
+        save_state: bool,
+        only: set[TopicPartition] | None = None,
+        moving: bool = False,
+        processors: set[str] | None = None,
+    ) -> None:
+        """``moving``: the partitions are about to leave this instance (revoke, shutdown): copy their state to Kafka.
+        ``processors``: save only these processors' state (a tick's outputs)."""
         # Step 1: flush outputs.
         await self._producer.flush()
         # Step 2: save state.
         if save_state:
-            await self._save_state(only, moving)
-            if only is None:
+            await self._save_state(only, moving, processors)
+            if only is None and processors is None:
                 self._last_state_save = time.monotonic()
         # Step 3: commit offsets.
         await self._commit(only)
@@ -196,10 +204,14 @@ class Checkpointer:
         self._saved[key] = ckpt.offset
         self._latest[key] = ckpt
 
-    async def _save_state(self, only: set[TopicPartition] | None, moving: bool = False) -> None:
+    async def _save_state(
+        self, only: set[TopicPartition] | None, moving: bool = False, processors: set[str] | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         for (name, tp), offset in list(self._progress.state.items()):
             if only is not None and tp not in only:
+                continue
+            if processors is not None and name not in processors:
                 continue
             proc = next((p for p in self._processors if p.name == name), None)
             if proc is None or not proc.stateful:

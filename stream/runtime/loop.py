@@ -254,7 +254,7 @@ class Runtime:
     async def _loop(self) -> None:
         assert self._consumer is not None and self._checkpointer is not None
         rt = self.settings.runtime
-        last_commit = time.monotonic()
+        last_commit = last_tick = time.monotonic()
         while not self._stop.is_set():
             try:
                 batch = await self._consumer.getmany(timeout_ms=rt.poll_timeout_ms, max_records=rt.max_batch_records)
@@ -274,13 +274,20 @@ class Runtime:
                 # acknowledged together: one broker round trip per fetch, not one per partition.
                 sent = [s for tp, records in batch.items() if (s := await self._handle(tp, records)) is not None]
                 await self._acknowledge(sent)
-                # Outputs a stateful processor made from the wall clock (idle evaluation, debounced
-                # synthesis) are checkpointed at once: its state then says they are on their topics.
-                ticked = await self._tick()
+                # Time-driven work runs at most every tick_interval_s, not after every batch.  Outputs a
+                # stateful processor made from the wall clock (idle evaluation, debounced synthesis) are
+                # checkpointed at once: its state then says they are on their topics.  Only that
+                # processor's state is saved out of turn; the others wait for their interval.
+                ticked: set[str] = set()
+                if time.monotonic() - last_tick >= rt.tick_interval_s:
+                    last_tick = time.monotonic()
+                    ticked = await self._tick()
                 self._update_lag()
-                due_state = ticked or self._checkpointer.state_due()
-                if due_state or time.monotonic() - last_commit >= rt.commit_interval_s:
-                    await self._checkpointer.run(save_state=due_state)
+                if self._checkpointer.state_due():
+                    await self._checkpointer.run(save_state=True)
+                    last_commit = time.monotonic()
+                elif ticked or time.monotonic() - last_commit >= rt.commit_interval_s:
+                    await self._checkpointer.run(save_state=bool(ticked), processors=ticked or None)
                     last_commit = time.monotonic()
 
     async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> _Sent | None:
@@ -417,11 +424,11 @@ class Runtime:
         for topic, n in counts.items():
             self.metrics.produced.labels(topic).inc(n)
 
-    async def _tick(self) -> bool:
-        """Let every processor do its time-driven work; whether a stateful one produced outputs."""
+    async def _tick(self) -> set[str]:
+        """Let every processor do its time-driven work; the stateful ones that produced outputs."""
         loop = asyncio.get_running_loop()
         now = time.time()
-        stateful_outputs = False
+        stateful_outputs: set[str] = set()
         for proc in self.processors:
             try:
                 result = await loop.run_in_executor(self._executor, proc.tick, now)
@@ -434,7 +441,7 @@ class Runtime:
             if proc.stateful and result.outputs:
                 assert self._checkpointer is not None
                 self._checkpointer.changed(proc.name)  # the offsets did not move, the state did
-                stateful_outputs = True
+                stateful_outputs.add(proc.name)
             if result.rejected:
                 log.error("processor %s returned rejections from tick(); they have no input to dead-letter", proc.name)
         return stateful_outputs
