@@ -105,6 +105,8 @@ class Runtime:
             for topic in p.inputs:
                 self._by_topic.setdefault(topic, []).append(p)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-worker")
+        # Writes checkpoints captured on the worker while it goes on processing (see Checkpointer).
+        self._io_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-checkpoint")
         self._store = CheckpointStore(settings.state_dir / "checkpoints" / settings.group_id)
         self._progress = Progress()
         self._resume: dict[tuple[str, TopicPartition], int] = {}
@@ -171,6 +173,7 @@ class Runtime:
             cluster_id=self._cluster_id,
             state_partitions=self._state_partitions,
             group=self.settings.group_id,
+            io_executor=self._io_executor,
         )
         await self._producer.start()
         try:
@@ -193,6 +196,7 @@ class Runtime:
             await self._reader.stop()
             await self._prober.stop()
             self._executor.shutdown(wait=True)
+            self._io_executor.shutdown(wait=True)
             self.metrics.up.set(0)
             if self.metrics_server is not None:
                 self.metrics_server.stop()
@@ -501,6 +505,8 @@ class Runtime:
             log.info("partitions assigned: %s", _fmt(new))
 
     async def _release(self, tp: TopicPartition, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._checkpointer is not None
+        await self._checkpointer.settle()  # no checkpoint of it is still being written
         logical = self.names.logical(tp.topic)
         for proc in self._by_topic.get(logical, []):
             await loop.run_in_executor(self._executor, proc.release, logical, tp.partition)
