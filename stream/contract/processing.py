@@ -4,11 +4,9 @@ A :class:`Processor` is pure logic: it receives decoded records of its input top
 and returns what to emit (:class:`Output`) and what to dead-letter
 (:class:`Rejection`).  It never talks to Kafka, so it is tested with plain calls.
 
-The runtime calls every method of a processor from that processor's worker thread,
-one call at a time, so processors need no locks (and hnswlib indexes are never
-touched from two threads).  Processors do not share a thread: one's slow ``tick``
-does not hold up another's records, and processors must share no mutable state
-(the metric label cap they share is locked).
+The runtime calls every method of every processor from one worker thread, one call
+at a time, so processors need no locks (and hnswlib indexes are never touched
+from two threads).
 
 Some work is slow I/O that must not block that thread (a fine-tuning job polled for
 an hour).  A processor returns it as a :class:`Service`: an async task the runtime
@@ -16,8 +14,8 @@ starts with the consumer loop and stops before the final checkpoint.  A service
 talks to the processors and to Kafka only through its :class:`ServiceContext`,
 whose Kafka side the runtime injects:
 
-* :meth:`ServiceContext.call` runs a function on the worker thread of the processor
-  that returned the service, so processor state is still touched by one thread only;
+* :meth:`ServiceContext.call` runs a function on the processors' worker thread, so
+  processor state is still touched by one thread only;
 * :meth:`ServiceContext.apply` does the same for a function returning a
   :class:`Result` and produces its outputs (acknowledged) before releasing the
   runtime's lock, so a checkpoint never saves state whose outputs are not on their
@@ -191,7 +189,7 @@ class ServiceContext:
         self._read = read
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the worker thread of the service's processor and return its value."""
+        """Run ``fn(*args)`` on the processors' worker thread and return its value."""
         return await self._call(lambda: fn(*args))  # type: ignore[no-any-return]
 
     async def apply(self, fn: Callable[..., Result], *args: Any) -> Result:

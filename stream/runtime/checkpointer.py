@@ -34,7 +34,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -151,7 +151,6 @@ class Checkpointer:
         state_partitions: int = 0,
         group: str = "",
         io_executor: Executor | None = None,
-        workers: Mapping[str, Executor] | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -159,7 +158,6 @@ class Checkpointer:
         self._names = names
         self._store = store
         self._executor = executor
-        self._workers = dict(workers or {})  # processor -> the worker its calls run on (default: executor)
         self._io = io_executor  # writes captured state off the worker (None: everything on the worker)
         self._background: asyncio.Task[None] | None = None
         self._generation: dict[str, int] = {}  # processor -> how often changed() was called (see _write_later)
@@ -191,16 +189,14 @@ class Checkpointer:
         only: set[TopicPartition] | None = None,
         moving: bool = False,
         processors: set[str] | None = None,
-        skip: set[str] | None = None,
     ) -> None:
         """``moving``: the partitions are about to leave this instance (revoke, shutdown): copy their state to Kafka,
-        and write it before returning.  ``processors``: save only these processors' state (a tick's outputs);
-        ``skip``: not these (their tick is still running: the runtime saves them once its outputs are out)."""
+        and write it before returning.  ``processors``: save only these processors' state (a tick's outputs)."""
         # Step 1: flush outputs.
         await self._producer.flush()
         # Step 2: save state.
         if save_state:
-            await self._save_state(only, moving, processors, skip or set())
+            await self._save_state(only, moving, processors)
             if only is None and processors is None:
                 self._last_state_save = time.monotonic()
         # Step 3: commit offsets.
@@ -229,11 +225,7 @@ class Checkpointer:
         self._latest[key] = ckpt
 
     async def _save_state(
-        self,
-        only: set[TopicPartition] | None,
-        moving: bool = False,
-        processors: set[str] | None = None,
-        skip: set[str] = frozenset(),  # type: ignore[assignment]
+        self, only: set[TopicPartition] | None, moving: bool = False, processors: set[str] | None = None
     ) -> None:
         await self.settle()
         loop = asyncio.get_running_loop()
@@ -243,7 +235,7 @@ class Checkpointer:
         for (name, tp), offset in list(self._progress.state.items()):
             if only is not None and tp not in only:
                 continue
-            if (processors is not None and name not in processors) or name in skip:
+            if processors is not None and name not in processors:
                 continue
             proc = next((p for p in self._processors if p.name == name), None)
             if proc is None or not proc.stateful:
@@ -262,12 +254,12 @@ class Checkpointer:
             if self._saved.get(key) != offset or ckpt is None:
                 write: Callable[[Path], None] | None = None
                 if background:
-                    write = await loop.run_in_executor(self._worker(name), proc.capture_state, logical, tp.partition)
+                    write = await loop.run_in_executor(self._executor, proc.capture_state, logical, tp.partition)
                 if write is not None:
                     later.append(functools.partial(self._write_later, key, offset, write, None, extra, fp, bytes_in, to_kafka, generation))
                     continue
                 write = functools.partial(proc.save_state, logical, tp.partition)
-                ckpt = await loop.run_in_executor(self._worker(name), self._write, key, offset, write, extra)
+                ckpt = await loop.run_in_executor(self._executor, self._write, key, offset, write, extra)
                 self._written(key, offset, ckpt, started)
             if to_kafka:
                 if background:
@@ -276,9 +268,6 @@ class Checkpointer:
                     await self._to_kafka(key, ckpt, fp, bytes_in)
         if later:
             self._background = asyncio.create_task(self._run_later(later), name="vt-checkpoint")
-
-    def _worker(self, processor: str) -> Executor:
-        return self._workers.get(processor, self._executor)
 
     async def _run_later(self, jobs: list[Callable[[], Awaitable[None]]]) -> None:
         for job in jobs:

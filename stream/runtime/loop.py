@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How long stopping services may take before they are cancelled (they hold no offsets).
 SERVICE_STOP_GRACE_S = 15.0
-# The fetch wait while records are held for a processor's tick (they are handled once it ends).
-HELD_POLL_MS = 10
 
 
 @dataclass(slots=True)
@@ -60,7 +58,6 @@ class _Batch:
 
     outputs: list[Output] = field(default_factory=list)
     dead: dict[str, int] = field(default_factory=dict)  # reason -> count
-    good: list[Record] = field(default_factory=list)  # the decoded records (until every processor had them)
 
 
 @dataclass(slots=True)
@@ -107,12 +104,7 @@ class Runtime:
         for p in processors:
             for topic in p.inputs:
                 self._by_topic.setdefault(topic, []).append(p)
-        # Every processor's calls run on a worker thread of its own, in order: one processor's slow
-        # time-driven work (a synthesis in tick()) does not hold up another's records.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-worker")  # services of none, the store
-        self._workers = {p.name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vt-worker-{p.name}") for p in processors}
-        self._ticks: dict[str, asyncio.Future[Result]] = {}  # processor -> its tick() still running
-        self._held: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}  # fetched while their processor ticks
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-worker")
         # Writes checkpoints captured on the worker while it goes on processing (see Checkpointer).
         self._io_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-checkpoint")
         self._store = CheckpointStore(settings.state_dir / "checkpoints" / settings.group_id)
@@ -132,15 +124,9 @@ class Runtime:
         self._remote: dict[bytes, SnapshotIndex] = {}  # newest snapshot index per key, read at each assignment
         self.metrics.initialise(self._by_topic, [t for t in ALL if t not in INPUTS], names, REASONS)
         # Services given here plus those the processors ask for (see stream.contract.processing).
-        self.services: list[Service] = [*services]
-        self._service_owner: dict[int, str] = {}
-        for p in processors:
-            for service in p.services():
-                self.services.append(service)
-                self._service_owner[id(service)] = p.name
+        self.services: list[Service] = [*services, *(s for p in processors for s in p.services())]
         self._services_stop = asyncio.Event()
         self._service_tasks: list[asyncio.Task[None]] = []
-        self._ticked: set[str] = set()  # stateful processors whose tick outputs were produced in this round
 
     # ----------------------------------------------------------------- lifecycle
     def stop(self) -> None:
@@ -180,7 +166,6 @@ class Runtime:
             names=self.names,
             store=self._store,
             executor=self._executor,
-            workers=self._workers,
             metrics=self.metrics,
             progress=self._progress,
             state_interval_s=rt.checkpoint_interval_s,
@@ -211,8 +196,6 @@ class Runtime:
             await self._reader.stop()
             await self._prober.stop()
             self._executor.shutdown(wait=True)
-            for worker in self._workers.values():
-                worker.shutdown(wait=True)
             self._io_executor.shutdown(wait=True)
             self.metrics.up.set(0)
             if self.metrics_server is not None:
@@ -221,7 +204,6 @@ class Runtime:
     async def _final_checkpoint(self) -> None:
         assert self._checkpointer is not None
         try:
-            await self._harvest(wait=True)
             await self._checkpointer.run(save_state=True, moving=True)
             log.info("final checkpoint written; offsets committed")
         except KafkaError as exc:
@@ -230,23 +212,14 @@ class Runtime:
     # ----------------------------------------------------------------- services
     def _start_services(self) -> None:
         loop = asyncio.get_running_loop()
-        for service in self.services:
-            owner = self._service_owner.get(id(service))
-            self._start_service(service, loop, owner)
-
-    def _start_service(self, service: Service, loop: asyncio.AbstractEventLoop, owner: str | None) -> None:
-        """A service's calls run on its processor's worker (the default worker for a service of none)."""
-        executor = self._workers[owner] if owner is not None else self._executor
 
         async def call(fn: Callable[[], T]) -> T:
             async with self._lock:
-                return await loop.run_in_executor(executor, fn)
+                return await loop.run_in_executor(self._executor, fn)
 
         async def apply(fn: Callable[[], Result]) -> Result:
             async with self._lock:
-                result = await loop.run_in_executor(executor, fn)
-                if owner is not None:
-                    await self._harvest({owner})  # a tick that ran before fn: its outputs go first
+                result = await loop.run_in_executor(self._executor, fn)
                 await self._produce(result.outputs)
             if result.rejected:
                 log.error("a service's processor call returned rejections; they have no input to dead-letter")
@@ -256,14 +229,15 @@ class Runtime:
             assert self.settings.bootstrap is not None
             return await kafka.read_topic(self.settings.bootstrap, topic, idle_timeout=idle_timeout)
 
-        ctx = ServiceContext(
-            settings=self.settings, names=self.names, stopping=self._services_stop,
-            call=call, apply=apply, emit=self._produce, read=read,
-        )
-        crashes = self.metrics.service_crashes.labels(service.name)
-        task = asyncio.create_task(supervise(service, ctx, crashes.inc), name=f"vt-service-{service.name}")
-        self._service_tasks.append(task)
-        log.info("service %s started", service.name)
+        for service in self.services:
+            ctx = ServiceContext(
+                settings=self.settings, names=self.names, stopping=self._services_stop,
+                call=call, apply=apply, emit=self._produce, read=read,
+            )
+            crashes = self.metrics.service_crashes.labels(service.name)
+            task = asyncio.create_task(supervise(service, ctx, crashes.inc), name=f"vt-service-{service.name}")
+            self._service_tasks.append(task)
+            log.info("service %s started", service.name)
 
     async def _stop_services(self) -> None:
         """Ask services to stop, give them a grace period, then cancel what is left."""
@@ -285,12 +259,9 @@ class Runtime:
         assert self._consumer is not None and self._checkpointer is not None
         rt = self.settings.runtime
         last_commit = last_tick = time.monotonic()
-        owed: set[str] = set()  # processors whose periodic state save waited for their tick
         while not self._stop.is_set():
             try:
-                # Records held for a processor whose tick runs are handled soon after it ends.
-                timeout_ms = min(rt.poll_timeout_ms, HELD_POLL_MS) if self._held else rt.poll_timeout_ms
-                batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=rt.max_batch_records)
+                batch = await self._consumer.getmany(timeout_ms=rt.poll_timeout_ms, max_records=rt.max_batch_records)
             except NoOffsetForPartitionError:
                 # aiokafka looks for a committed offset as soon as a partition is assigned, racing
                 # our own positioning in _on_assigned; the seek there settles it.
@@ -303,39 +274,25 @@ class Runtime:
                 await asyncio.sleep(rt.send_retry_backoff_s)
                 continue
             async with self._lock:
-                # A partition whose processor is still in its tick (on its own worker) is held, in order,
-                # until the tick is over: the other processors' records go on meanwhile.
-                for tp, records in batch.items():
-                    self._held.setdefault(tp, []).extend(records)
-                ready = {tp: records for tp, records in self._held.items() if not self._ticking(tp)}
-                for tp in ready:
-                    del self._held[tp]
                 # Every partition's outputs go to the producer as soon as they are ready and are
                 # acknowledged together: one broker round trip per fetch, not one per partition.
-                sent = [s for tp, records in ready.items() if (s := await self._handle(tp, records)) is not None]
+                sent = [s for tp, records in batch.items() if (s := await self._handle(tp, records)) is not None]
                 await self._acknowledge(sent)
-                # Outputs a stateful processor made from the wall clock (idle evaluation, debounced
-                # synthesis) are checkpointed at once: its state then says they are on their topics.
-                # Only that processor's state is saved out of turn; the others wait for their interval.
-                ticked = self._ticked | await self._harvest()
-                self._ticked = set()
-                self._update_lag()
-                if self._checkpointer.state_due():
-                    # A processor whose tick is still running is saved once its outputs are out.
-                    busy = set(self._ticks)
-                    owed |= busy
-                    await self._checkpointer.run(save_state=True, skip=busy)
-                    last_commit = time.monotonic()
-                elif ticked or (owed - set(self._ticks)) or time.monotonic() - last_commit >= rt.commit_interval_s:
-                    due = ticked | (owed - set(self._ticks))
-                    owed -= due
-                    await self._checkpointer.run(save_state=bool(due), processors=due or None)
-                    last_commit = time.monotonic()
-                # Time-driven work starts at most every tick_interval_s, each processor's on its own
-                # worker, and is not waited for; its outputs are produced once it is over.
+                # Time-driven work runs at most every tick_interval_s, not after every batch.  Outputs a
+                # stateful processor made from the wall clock (idle evaluation, debounced synthesis) are
+                # checkpointed at once: its state then says they are on their topics.  Only that
+                # processor's state is saved out of turn; the others wait for their interval.
+                ticked: set[str] = set()
                 if time.monotonic() - last_tick >= rt.tick_interval_s:
                     last_tick = time.monotonic()
-                    self._start_ticks()
+                    ticked = await self._tick()
+                self._update_lag()
+                if self._checkpointer.state_due():
+                    await self._checkpointer.run(save_state=True)
+                    last_commit = time.monotonic()
+                elif ticked or time.monotonic() - last_commit >= rt.commit_interval_s:
+                    await self._checkpointer.run(save_state=bool(ticked), processors=ticked or None)
+                    last_commit = time.monotonic()
 
     async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> _Sent | None:
         """Process one partition's fetched records and hand their outputs to the producer."""
@@ -344,17 +301,7 @@ class Runtime:
         logical = self.names.logical(tp.topic)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        procs = self._by_topic.get(logical, [])
-        if len(procs) == 1:
-            result = await loop.run_in_executor(self._workers[procs[0].name], self._process_batch, tp, logical, records, procs)
-        else:  # decoded once, then each processor on its own worker, in order
-            result = await loop.run_in_executor(self._executor, self._process_batch, tp, logical, records, [])
-            good = result.good
-            for proc in procs:
-                await loop.run_in_executor(self._workers[proc.name], self._apply, proc, tp, good, result)
-        result.good = []
-        # A tick of these processors ran before this batch on their worker: its outputs go first.
-        self._ticked |= await self._harvest({p.name for p in procs})
+        result = await loop.run_in_executor(self._executor, self._process_batch, tp, logical, records)
         return _Sent(tp, logical, records, result, started, await self._send(result.outputs))
 
     async def _acknowledge(self, sent: list[_Sent]) -> None:
@@ -381,10 +328,8 @@ class Runtime:
                     hist.observe(max(0.0, now - r.timestamp / 1000.0))
         self.metrics.last_batch.set(now)
 
-    def _process_batch(
-        self, tp: TopicPartition, logical: str, raw: list[ConsumerRecord[bytes, bytes]], procs: list[Processor]
-    ) -> _Batch:
-        """Worker thread: decode, dead-letter the bad ones, hand the good ones to ``procs`` (kept in ``good``)."""
+    def _process_batch(self, tp: TopicPartition, logical: str, raw: list[ConsumerRecord[bytes, bytes]]) -> _Batch:
+        """Worker thread: decode, dead-letter the bad ones, hand the good ones to each processor."""
         rt = self.settings.runtime
         out = _Batch()
         good: list[Record] = []
@@ -403,21 +348,16 @@ class Runtime:
                 self._dead_letter(out, tp, record, decoded.error_type, decoded.error, None)
             else:
                 good.append(record)  # value None: a tombstone on a compacted topic (the key left the set)
-        for proc in procs:
-            self._apply(proc, tp, good, out)
-        out.good = good
+        for proc in self._by_topic.get(logical, []):
+            start_at = self._resume.get((proc.name, tp), 0)
+            mine = [r for r in good if r.offset >= start_at]
+            if not mine:
+                continue
+            result = self._call_process(proc, mine)
+            out.outputs.extend(result.outputs)
+            for rej in result.rejected:
+                self._dead_letter(out, tp, rej.record, rej.error_type, rej.error, proc.name)
         return out
-
-    def _apply(self, proc: Processor, tp: TopicPartition, good: list[Record], out: _Batch) -> None:
-        """Worker thread of ``proc``: its share of a decoded batch."""
-        start_at = self._resume.get((proc.name, tp), 0)
-        mine = [r for r in good if r.offset >= start_at]
-        if not mine:
-            return
-        result = self._call_process(proc, mine)
-        out.outputs.extend(result.outputs)
-        for rej in result.rejected:
-            self._dead_letter(out, tp, rej.record, rej.error_type, rej.error, proc.name)
 
     def _call_process(self, proc: Processor, records: list[Record]) -> Result:
         try:
@@ -488,42 +428,19 @@ class Runtime:
         for topic, n in counts.items():
             self.metrics.produced.labels(topic).inc(n)
 
-    def _ticking(self, tp: TopicPartition) -> bool:
-        """Whether a processor of ``tp``'s topic is still in its tick."""
-        procs = self._by_topic.get(self.names.logical(tp.topic), [])
-        return any(not f.done() for p in procs if (f := self._ticks.get(p.name)) is not None)
-
-    def _drop_held(self, tps: set[TopicPartition] | None = None) -> None:
-        """Forget held records of partitions leaving (never processed: their new position refetches them)."""
-        for tp in list(self._held):
-            if tps is None or tp in tps:
-                del self._held[tp]
-
-    def _start_ticks(self) -> None:
-        """Start every processor's time-driven work on its worker (one tick at a time per processor)."""
+    async def _tick(self) -> set[str]:
+        """Let every processor do its time-driven work; the stateful ones that produced outputs."""
         loop = asyncio.get_running_loop()
         now = time.time()
-        for proc in self.processors:
-            if proc.name not in self._ticks:
-                self._ticks[proc.name] = loop.run_in_executor(self._workers[proc.name], proc.tick, now)
-
-    async def _harvest(self, names: set[str] | None = None, *, wait: bool = False) -> set[str]:
-        """Produce the outputs of finished ticks (of ``names``; with ``wait`` also of running ones, once
-        they finish), in processor order; return the stateful processors whose tick produced outputs."""
         stateful_outputs: set[str] = set()
         for proc in self.processors:
-            future = self._ticks.get(proc.name)
-            if future is None or (names is not None and proc.name not in names) or not (wait or future.done()):
-                continue
             try:
-                result = await future
+                result = await loop.run_in_executor(self._executor, proc.tick, now)
             except Exception:
                 # A bug in time-driven work must not stop consumption; it is logged and counted.
                 log.exception("processor %s raised in tick(); continuing", proc.name)
                 self.metrics.processing_errors.labels(proc.name).inc()
                 continue
-            finally:
-                self._ticks.pop(proc.name, None)
             await self._produce(result.outputs)
             if proc.stateful and result.outputs:
                 assert self._checkpointer is not None
@@ -554,9 +471,7 @@ class Runtime:
             self.metrics.ready.set(0)
             mine = set(revoked)
             assert self._checkpointer is not None
-            self._drop_held(mine)
             try:
-                await self._harvest(wait=True)  # the state saved below says the ticks' outputs are out
                 await self._checkpointer.run(save_state=True, only=mine, moving=True)
             except KafkaError as exc:
                 log.warning("checkpoint on revoke incomplete (%s); the new owner replays the tail", exc)
@@ -591,11 +506,10 @@ class Runtime:
 
     async def _release(self, tp: TopicPartition, loop: asyncio.AbstractEventLoop) -> None:
         assert self._checkpointer is not None
-        await self._harvest(wait=True)  # no tick's outputs are left behind
         await self._checkpointer.settle()  # no checkpoint of it is still being written
         logical = self.names.logical(tp.topic)
         for proc in self._by_topic.get(logical, []):
-            await loop.run_in_executor(self._workers[proc.name], proc.release, logical, tp.partition)
+            await loop.run_in_executor(self._executor, proc.release, logical, tp.partition)
             self._resume.pop((proc.name, tp), None)
         try:
             self.metrics.lag.remove(logical, str(tp.partition))
@@ -619,7 +533,7 @@ class Runtime:
             if proc.stateful and not fresh:
                 ckpt, source = await self._recover(proc, tp, loop)
             directory = ckpt.directory if ckpt else None
-            wish = await loop.run_in_executor(self._workers[proc.name], proc.load_state, logical, tp.partition, directory)
+            wish = await loop.run_in_executor(self._executor, proc.load_state, logical, tp.partition, directory)
             if ckpt is not None and wish != REBUILD:
                 start = ckpt.offset
                 fp = ckpt.meta.get("fingerprint")
@@ -771,7 +685,6 @@ class Runtime:
             assert self._consumer is not None
             loop = asyncio.get_running_loop()
             targets = tps or list(self._consumer.assignment())
-            self._drop_held(set(targets))
             for tp in targets:
                 log.warning("%s[%d]: stored offset is out of range; dropping state and replaying from the beginning", tp.topic, tp.partition)
                 await self._release(tp, loop)

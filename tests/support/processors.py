@@ -110,31 +110,3 @@ class DimensionCheck(Processor):
                     error = f"vector has {len(log.vector)} dimensions but {log.function_name!r} uses {expected} - at `$.vector`"
                     out.rejected.append(Rejection(r, WRONG_DIMENSION, error))
         return out
-
-
-class SlowTick(Processor):
-    """Reads ``feedback``; its first tick waits for ``release`` and then emits one output (key ``tick``);
-    every feedback record is echoed (key ``record``), all on ``hooks``, so their order can be read back."""
-
-    name: ClassVar[str] = "slowtick"
-    inputs: ClassVar[tuple[str, ...]] = ("feedback",)
-
-    def __init__(self) -> None:
-        import threading
-
-        self.release = threading.Event()
-        self.ticking = threading.Event()
-        self.ticked = False
-        self.seen = 0
-
-    def process(self, records: list[Record]) -> Result:
-        self.seen += len(records)
-        return Result([Output("hooks", b"record", str(r.offset).encode()) for r in records])
-
-    def tick(self, now: float) -> Result:
-        if self.ticked:
-            return Result()
-        self.ticking.set()
-        self.release.wait(60)
-        self.ticked = True
-        return Result([Output("hooks", b"tick", b"tick")])
