@@ -513,18 +513,44 @@ class PartitionEngine:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> None:
         """Write the whole partition state into ``directory`` (pending logs are flushed by the caller)."""
+        metas = self._metas(lambda name, prefix: self.functions[name].index.save(directory, prefix))  # type: ignore[union-attr]
+        state = _PartitionMeta(STATE_VERSION, self.config.fingerprint(), self.watermark_ms, self.window, metas)
+        (directory / STATE_FILE).write_bytes(msgspec.json.encode(state))
+
+    def capture(self) -> Callable[[Path], None] | None:
+        """A copy of the partition state and what writes it later, from any thread, as :meth:`save`
+        would have now (the same files, byte for byte).  None when an index is in HNSW mode."""
+        writers: dict[str, tuple[IndexMeta, Callable[[Path, str], None]]] = {}
+        for name, fn in self.functions.items():
+            if fn.index is not None:
+                captured = fn.index.capture()
+                if captured is None:
+                    return None
+                writers[name] = captured
+        metas = self._metas(lambda name, prefix: writers[name][0])
+        state = _PartitionMeta(STATE_VERSION, self.config.fingerprint(), self.watermark_ms, self.window, metas)
+
+        def write(directory: Path) -> None:
+            for m in metas:
+                if m.index is not None:
+                    writers[m.name][1](directory, m.prefix)
+            (directory / STATE_FILE).write_bytes(msgspec.json.encode(state))
+
+        return write
+
+    def _metas(self, index_meta: Callable[[str, str], IndexMeta]) -> list[_FunctionMeta]:
+        """Each function's saved description; ``index_meta(name, prefix)`` is called for those with an index."""
         metas = []
         for i, name in enumerate(sorted(self.functions)):
             fn = self.functions[name]
             assert not fn.pending.refs, "save_state after process() always finds the pending batch flushed"
             prefix = f"f{i}"
-            index_meta = fn.index.save(directory, prefix) if fn.index is not None else None
             metas.append(_FunctionMeta(
-                name, prefix, fn.dim, fn.source, fn.watermark_ms, fn.seq, fn.dirty, dict(fn.published), index_meta,
+                name, prefix, fn.dim, fn.source, fn.watermark_ms, fn.seq, fn.dirty, dict(fn.published),
+                index_meta(name, prefix) if fn.index is not None else None,
                 stamps=dict(fn.stamps), held=dict(fn.held) if fn.held is not None else None,
             ))
-        state = _PartitionMeta(STATE_VERSION, self.config.fingerprint(), self.watermark_ms, self.window, metas)
-        (directory / STATE_FILE).write_bytes(msgspec.json.encode(state))
+        return metas
 
     @staticmethod
     def read_meta(directory: Path) -> _PartitionMeta:

@@ -765,9 +765,8 @@ class FunctionIndex:
     def save(self, directory: Path, prefix: str) -> IndexMeta:
         """Write arrays, payloads and vectors (matrix or hnswlib file) under ``directory/prefix.*``."""
         n = self.slots
-        np.savez(directory / f"{prefix}.columns.npz", **{name: getattr(self.cols, name)[:n] for name in _Arrays.NAMES})
-        (directory / f"{prefix}.payload").write_bytes(msgspec.msgpack.encode(self.payload[:n]))
-        meta = IndexMeta(dim=self.dim, mode=self.mode, slots=n, live=self.live_count, free=list(self._free))
+        meta = self._meta()
+        _write_columns(directory, prefix, {name: getattr(self.cols, name)[:n] for name in _Arrays.NAMES}, self.payload[:n])
         if self._hnsw is None:
             assert self._matrix is not None
             np.save(directory / f"{prefix}.vectors.npy", self._matrix[:n])
@@ -776,6 +775,25 @@ class FunctionIndex:
             meta.hnsw_capacity = self._hnsw.get_max_elements()
             meta.hnsw_m = self._hnsw.M
         return meta
+
+    def capture(self) -> tuple[IndexMeta, Callable[[Path, str], None]] | None:
+        """A copy of what :meth:`save` writes and a function that writes it later, byte for byte the
+        same files, from any thread.  None in HNSW mode (the graph is not copied cheaply: save it)."""
+        if self._hnsw is not None or self._matrix is None:
+            return None
+        n = self.slots
+        columns = {name: getattr(self.cols, name)[:n].copy() for name in _Arrays.NAMES}
+        payload = self.payload[:n]  # a new list of immutable bytes
+        matrix = self._matrix[:n].copy()
+
+        def write(directory: Path, prefix: str) -> None:
+            _write_columns(directory, prefix, columns, payload)
+            np.save(directory / f"{prefix}.vectors.npy", matrix)
+
+        return self._meta(), write
+
+    def _meta(self) -> IndexMeta:
+        return IndexMeta(dim=self.dim, mode=self.mode, slots=self.slots, live=self.live_count, free=list(self._free))
 
     @classmethod
     def load(cls, directory: Path, prefix: str, meta: IndexMeta, params: IndexParams) -> FunctionIndex:
@@ -809,3 +827,8 @@ class FunctionIndex:
                 idx._by_hash.setdefault(hash(v.tobytes()), []).append(int(e))
             idx._find_orphans()
         return idx
+
+
+def _write_columns(directory: Path, prefix: str, columns: dict[str, np.ndarray], payload: list[bytes | None]) -> None:
+    np.savez(directory / f"{prefix}.columns.npz", **columns)
+    (directory / f"{prefix}.payload").write_bytes(msgspec.msgpack.encode(payload))

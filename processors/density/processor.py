@@ -195,6 +195,20 @@ class DensityProcessor(Processor):
             engine = self._new_engine(partition)
         engine.save(directory)
 
+    def capture_state(self, topic: str, partition: int) -> Callable[[Path], None] | None:
+        """A copy of the partition's state, written later off the worker (None in HNSW mode: save_state)."""
+        if topic == CURATION:
+            data = msgspec.json.encode(self.decisions.get(partition, {}), order="sorted")
+
+            def write(directory: Path) -> None:
+                (directory / CURATION_FILE).write_bytes(data)
+
+            return write
+        engine = self.engines.get(partition)
+        if engine is None:
+            engine = self._new_engine(partition)
+        return engine.capture()
+
     def _load_curation(self, partition: int, directory: Path | None) -> int:
         decisions = self.decisions.setdefault(partition, {})  # engine `partition` may hold this very dict
         decisions.clear()

@@ -35,7 +35,13 @@ def _check(cond: bool, name: str, message: str) -> None:
 class RuntimeSettings:
     """Consumer-loop limits: batch sizes, intervals and what counts as oversized."""
 
-    max_batch_records: int = field(default=500, metadata={"help": "records fetched per getmany() call"})
+    max_batch_records: int = field(
+        default=5000,
+        metadata={
+            "help": "records fetched per getmany() call (the fetch size bounds it too); fewer, larger batches cost less "
+            "per record in the loop and the engines"
+        },
+    )
     poll_timeout_ms: int = field(default=200, metadata={"help": "how long one fetch waits for records"})
     fetch_max_wait_ms: int = field(
         default=50,
@@ -49,6 +55,13 @@ class RuntimeSettings:
         metadata={"help": "a fetch answers once this many bytes are ready (or fetch_max_wait_ms passed); more = fewer, bigger fetches"},
     )
     commit_interval_s: float = field(default=1.0, metadata={"help": "seconds between offset commits"})
+    tick_interval_s: float = field(
+        default=0.1,
+        metadata={
+            "help": "fewest seconds between two rounds of the processors' time-driven work (tick(): idle evaluation, "
+            "debounced synthesis, training triggers), which run after a fetch once this has passed (0 = after every fetch)"
+        },
+    )
     checkpoint_interval_s: float = field(
         default=10.0, metadata={"help": "seconds between state checkpoints (also taken on revoke and shutdown)"}
     )
@@ -87,6 +100,7 @@ class RuntimeSettings:
         _check(self.fetch_max_wait_ms >= 1, "runtime.fetch_max_wait_ms", "must be >= 1")
         _check(self.fetch_min_bytes >= 1, "runtime.fetch_min_bytes", "must be >= 1")
         _check(self.commit_interval_s >= 0, "runtime.commit_interval_s", "must be >= 0")
+        _check(self.tick_interval_s >= 0, "runtime.tick_interval_s", "must be >= 0")
         _check(self.checkpoint_interval_s > 0, "runtime.checkpoint_interval_s", "must be > 0")
         _check(self.state_snapshot_interval_s >= 0, "runtime.state_snapshot_interval_s", "must be >= 0")
         _check(self.state_snapshot_ratio >= 0, "runtime.state_snapshot_ratio", "must be >= 0")

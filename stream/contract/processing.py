@@ -126,11 +126,19 @@ class Processor(ABC):
         """
 
     def tick(self, now: float) -> Result:
-        """Called at least once per poll interval; time-driven work (debounce, TTL)."""
+        """Time-driven work (debounce, TTL): called after a fetch once ``runtime.tick_interval_s`` has passed."""
         return Result()
 
     def save_state(self, topic: str, partition: int, directory: Path) -> None:
         """Write the state of one partition into the (empty, private) ``directory``."""
+
+    def capture_state(self, topic: str, partition: int) -> Callable[[Path], None] | None:
+        """Optional: take a copy of one partition's state now and return what writes it, as
+        :meth:`save_state` would have, into a directory later.  The copy is taken on the worker
+        thread; the writing runs on another thread while ``process`` goes on, so it must touch
+        nothing ``process`` changes.  None (the default): the runtime calls :meth:`save_state` on
+        the worker instead."""
+        return None
 
     def load_state(self, topic: str, partition: int, directory: Path | None) -> int:
         """Take ownership of a partition, from a checkpoint directory if there is one.

@@ -13,6 +13,12 @@ Order matters, and it is always the same:
    offset instead (which may be older), so committing ahead of a state checkpoint is
    safe: the gap is replayed and the outputs it re-creates are idempotent rewrites.
 
+A periodic checkpoint (and an out-of-turn one after a stateful tick) does not hold the worker
+while files are written: a processor that can (``capture_state``) hands over a copy of a
+partition's state on the worker thread, and the copy is written, digested, fsynced and
+published on a thread of the checkpointer's own while records are processed; the next
+checkpoint, a revoke and shutdown wait for it first.  Offsets do not wait for it (step 3).
+
 Step 2 writes the local checkpoint (a cache) and, when due, copies it to the state
 topic (:mod:`stream.runtime.snapshots`), which is what lets an instance with an empty
 disk take the partition over.  A copy is due on revoke and shutdown (the partition is
@@ -25,10 +31,13 @@ size), and a new owner never replays more than ratio x the snapshot's worth of i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -141,6 +150,7 @@ class Checkpointer:
         cluster_id: str | None = None,
         state_partitions: int = 0,
         group: str = "",
+        io_executor: Executor | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -148,6 +158,9 @@ class Checkpointer:
         self._names = names
         self._store = store
         self._executor = executor
+        self._io = io_executor  # writes captured state off the worker (None: everything on the worker)
+        self._background: asyncio.Task[None] | None = None
+        self._generation: dict[str, int] = {}  # processor -> how often changed() was called (see _write_later)
         self._metrics = metrics
         self._progress = progress
         self._state_interval_s = state_interval_s
@@ -163,14 +176,28 @@ class Checkpointer:
     def state_due(self) -> bool:
         return time.monotonic() - self._last_state_save >= self._state_interval_s
 
-    async def run(self, *, save_state: bool, only: set[TopicPartition] | None = None, moving: bool = False) -> None:
-        """``moving``: the partitions are about to leave this instance (revoke, shutdown): copy their state to Kafka."""
+    async def settle(self) -> None:
+        """Wait until state being written in the background is published (its error is raised here)."""
+        task, self._background = self._background, None
+        if task is not None:
+            await task
+
+    async def run(
+        self,
+        *,
+        save_state: bool,
+        only: set[TopicPartition] | None = None,
+        moving: bool = False,
+        processors: set[str] | None = None,
+    ) -> None:
+        """``moving``: the partitions are about to leave this instance (revoke, shutdown): copy their state to Kafka,
+        and write it before returning.  ``processors``: save only these processors' state (a tick's outputs)."""
         # Step 1: flush outputs.
         await self._producer.flush()
         # Step 2: save state.
         if save_state:
-            await self._save_state(only, moving)
-            if only is None:
+            await self._save_state(only, moving, processors)
+            if only is None and processors is None:
                 self._last_state_save = time.monotonic()
         # Step 3: commit offsets.
         await self._commit(only)
@@ -189,6 +216,7 @@ class Checkpointer:
         has passed whatever the input since (a new owner must know what those outputs were)."""
         for key in [k for k in self._saved if k[0] == processor]:
             del self._saved[key]
+        self._generation[processor] = self._generation.get(processor, 0) + 1
         self.policy.changed(processor)
 
     def restored(self, key: tuple[str, TopicPartition], ckpt: Checkpointed) -> None:
@@ -196,10 +224,18 @@ class Checkpointer:
         self._saved[key] = ckpt.offset
         self._latest[key] = ckpt
 
-    async def _save_state(self, only: set[TopicPartition] | None, moving: bool = False) -> None:
+    async def _save_state(
+        self, only: set[TopicPartition] | None, moving: bool = False, processors: set[str] | None = None
+    ) -> None:
+        await self.settle()
         loop = asyncio.get_running_loop()
+        # Partitions staying here are written in the background when their processor can capture a copy.
+        background = self._io is not None and only is None and not moving
+        later: list[Callable[[], Awaitable[None]]] = []
         for (name, tp), offset in list(self._progress.state.items()):
             if only is not None and tp not in only:
+                continue
+            if processors is not None and name not in processors:
                 continue
             proc = next((p for p in self._processors if p.name == name), None)
             if proc is None or not proc.stateful:
@@ -211,22 +247,70 @@ class Checkpointer:
             if self._saved.get(key) == offset and not to_kafka:
                 continue
             logical = self._names.logical(tp.topic)
+            generation = self._generation.get(name, 0)
             started = time.perf_counter()
             extra = {"fingerprint": msgspec.to_builtins(fp) if fp is not None else None, "cluster_id": self.cluster_id}
             ckpt = self._latest.get(key)
             if self._saved.get(key) != offset or ckpt is None:
-                ckpt = await loop.run_in_executor(
-                    self._executor,
-                    lambda proc=proc, tp=tp, logical=logical, offset=offset: self._store.save(
-                        proc.name, tp.topic, tp.partition, offset, lambda d: proc.save_state(logical, tp.partition, d), extra
-                    ),
-                )
-                self._saved[key] = offset
-                self._latest[key] = ckpt
-                self._metrics.checkpoints.labels(name).inc()
-                self._metrics.checkpoint_seconds.labels(name).observe(time.perf_counter() - started)
+                write: Callable[[Path], None] | None = None
+                if background:
+                    write = await loop.run_in_executor(self._executor, proc.capture_state, logical, tp.partition)
+                if write is not None:
+                    later.append(functools.partial(self._write_later, key, offset, write, None, extra, fp, bytes_in, to_kafka, generation))
+                    continue
+                write = functools.partial(proc.save_state, logical, tp.partition)
+                ckpt = await loop.run_in_executor(self._executor, self._write, key, offset, write, extra)
+                self._written(key, offset, ckpt, started)
             if to_kafka:
-                await self._to_kafka(key, ckpt, fp, bytes_in)
+                if background:
+                    later.append(functools.partial(self._write_later, key, offset, None, ckpt, extra, fp, bytes_in, True, generation))
+                else:
+                    await self._to_kafka(key, ckpt, fp, bytes_in)
+        if later:
+            self._background = asyncio.create_task(self._run_later(later), name="vt-checkpoint")
+
+    async def _run_later(self, jobs: list[Callable[[], Awaitable[None]]]) -> None:
+        for job in jobs:
+            await job()
+
+    async def _write_later(
+        self,
+        key: tuple[str, TopicPartition],
+        offset: int,
+        write: Callable[[Path], None] | None,
+        ckpt: Checkpointed | None,
+        extra: dict[str, Any],
+        fp: Fingerprint | None,
+        bytes_in: int,
+        to_kafka: bool,
+        generation: int,
+    ) -> None:
+        """In the background: write a captured state (``write``) or take the one written (``ckpt``), then copy it to Kafka.
+        ``generation``: the processor's count of changed() when the state was captured."""
+        if write is not None:
+            started = time.perf_counter()
+            ckpt = await asyncio.get_running_loop().run_in_executor(self._io, self._write, key, offset, write, extra)
+            if key not in self._progress.state:
+                return  # released meanwhile (the runtime settles first; this is a guard)
+            if self._generation.get(key[0], 0) != generation:
+                # A tick changed the processor's state since the copy: the copy is a valid checkpoint, but
+                # not the state to skip saving again at this offset, nor the one to copy to Kafka.
+                self._latest[key] = ckpt
+                return
+            self._written(key, offset, ckpt, started)
+        assert ckpt is not None
+        if to_kafka and self._generation.get(key[0], 0) == generation:
+            await self._to_kafka(key, ckpt, fp, bytes_in)
+
+    def _write(self, key: tuple[str, TopicPartition], offset: int, write: Callable[[Path], None], extra: dict[str, Any]) -> Checkpointed:
+        name, tp = key
+        return self._store.save(name, tp.topic, tp.partition, offset, write, extra)
+
+    def _written(self, key: tuple[str, TopicPartition], offset: int, ckpt: Checkpointed, started: float) -> None:
+        self._saved[key] = offset
+        self._latest[key] = ckpt
+        self._metrics.checkpoints.labels(key[0]).inc()
+        self._metrics.checkpoint_seconds.labels(key[0]).observe(time.perf_counter() - started)
 
     async def _to_kafka(self, key: tuple[str, TopicPartition], ckpt: Checkpointed, fp: Fingerprint | None, bytes_in: int) -> None:
         name, tp = key

@@ -105,6 +105,8 @@ class Runtime:
             for topic in p.inputs:
                 self._by_topic.setdefault(topic, []).append(p)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-worker")
+        # Writes checkpoints captured on the worker while it goes on processing (see Checkpointer).
+        self._io_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-checkpoint")
         self._store = CheckpointStore(settings.state_dir / "checkpoints" / settings.group_id)
         self._progress = Progress()
         self._resume: dict[tuple[str, TopicPartition], int] = {}
@@ -171,6 +173,7 @@ class Runtime:
             cluster_id=self._cluster_id,
             state_partitions=self._state_partitions,
             group=self.settings.group_id,
+            io_executor=self._io_executor,
         )
         await self._producer.start()
         try:
@@ -193,6 +196,7 @@ class Runtime:
             await self._reader.stop()
             await self._prober.stop()
             self._executor.shutdown(wait=True)
+            self._io_executor.shutdown(wait=True)
             self.metrics.up.set(0)
             if self.metrics_server is not None:
                 self.metrics_server.stop()
@@ -254,7 +258,7 @@ class Runtime:
     async def _loop(self) -> None:
         assert self._consumer is not None and self._checkpointer is not None
         rt = self.settings.runtime
-        last_commit = time.monotonic()
+        last_commit = last_tick = time.monotonic()
         while not self._stop.is_set():
             try:
                 batch = await self._consumer.getmany(timeout_ms=rt.poll_timeout_ms, max_records=rt.max_batch_records)
@@ -274,13 +278,20 @@ class Runtime:
                 # acknowledged together: one broker round trip per fetch, not one per partition.
                 sent = [s for tp, records in batch.items() if (s := await self._handle(tp, records)) is not None]
                 await self._acknowledge(sent)
-                # Outputs a stateful processor made from the wall clock (idle evaluation, debounced
-                # synthesis) are checkpointed at once: its state then says they are on their topics.
-                ticked = await self._tick()
+                # Time-driven work runs at most every tick_interval_s, not after every batch.  Outputs a
+                # stateful processor made from the wall clock (idle evaluation, debounced synthesis) are
+                # checkpointed at once: its state then says they are on their topics.  Only that
+                # processor's state is saved out of turn; the others wait for their interval.
+                ticked: set[str] = set()
+                if time.monotonic() - last_tick >= rt.tick_interval_s:
+                    last_tick = time.monotonic()
+                    ticked = await self._tick()
                 self._update_lag()
-                due_state = ticked or self._checkpointer.state_due()
-                if due_state or time.monotonic() - last_commit >= rt.commit_interval_s:
-                    await self._checkpointer.run(save_state=due_state)
+                if self._checkpointer.state_due():
+                    await self._checkpointer.run(save_state=True)
+                    last_commit = time.monotonic()
+                elif ticked or time.monotonic() - last_commit >= rt.commit_interval_s:
+                    await self._checkpointer.run(save_state=bool(ticked), processors=ticked or None)
                     last_commit = time.monotonic()
 
     async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> _Sent | None:
@@ -417,11 +428,11 @@ class Runtime:
         for topic, n in counts.items():
             self.metrics.produced.labels(topic).inc(n)
 
-    async def _tick(self) -> bool:
-        """Let every processor do its time-driven work; whether a stateful one produced outputs."""
+    async def _tick(self) -> set[str]:
+        """Let every processor do its time-driven work; the stateful ones that produced outputs."""
         loop = asyncio.get_running_loop()
         now = time.time()
-        stateful_outputs = False
+        stateful_outputs: set[str] = set()
         for proc in self.processors:
             try:
                 result = await loop.run_in_executor(self._executor, proc.tick, now)
@@ -434,7 +445,7 @@ class Runtime:
             if proc.stateful and result.outputs:
                 assert self._checkpointer is not None
                 self._checkpointer.changed(proc.name)  # the offsets did not move, the state did
-                stateful_outputs = True
+                stateful_outputs.add(proc.name)
             if result.rejected:
                 log.error("processor %s returned rejections from tick(); they have no input to dead-letter", proc.name)
         return stateful_outputs
@@ -494,6 +505,8 @@ class Runtime:
             log.info("partitions assigned: %s", _fmt(new))
 
     async def _release(self, tp: TopicPartition, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._checkpointer is not None
+        await self._checkpointer.settle()  # no checkpoint of it is still being written
         logical = self.names.logical(tp.topic)
         for proc in self._by_topic.get(logical, []):
             await loop.run_in_executor(self._executor, proc.release, logical, tp.partition)
