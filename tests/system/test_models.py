@@ -110,3 +110,23 @@ def test_on_the_demo_pairs_minilm_changes_the_rewrite_decision(minilm: SentenceT
     assert flips, "on these pairs the two measures never disagree"
     # Jaccard calls a short polite correction a rewrite because few words are shared; MiniLM sees the meaning.
     assert any(j > REWRITE >= c for j, c, *_ in flips)
+
+
+def test_run_shares_the_density_engines_minilm_with_the_feedback_diff(minilm: SentenceTransformerEmbedder, tmp_path) -> None:
+    """``feedback.semantic_diff=auto`` with ``density.embedder=minilm``: one model, and the gate is on."""
+    from stream.contract.config import FeedbackSettings, Settings
+    from stream.pipeline import feedback_analyzer
+
+    settings = Settings(state_dir=tmp_path, density=DensitySettings(embedder="minilm"))
+    density = DensityProcessor(settings.density, embedder=minilm)
+    shared = feedback_analyzer(settings, density)
+    assert shared.semantic_method == "cosine:minilm"
+    jaccard = feedback_analyzer(settings.replace(feedback=FeedbackSettings(semantic_diff="jaccard")), density)
+    assert jaccard.semantic_method == "token-jaccard"
+    canned = ("Hi! Licenses are per human user; a shared login is not allowed.",
+              "Hi! A support agent will phone you about this within one working day.")
+    polite = ("Licenses are per human user; a shared login is not allowed. I hope this helps! Let me know if you have any other questions.",
+              "Licenses are per human user; a shared login is not allowed. -- Support Team")
+    assert shared.analyze(*canned).semantic_difference > REWRITE > shared.analyze(*polite).semantic_difference
+    # token Jaccard would call the polite correction a rewrite too: why the gate needs the model
+    assert jaccard.analyze(*polite).semantic_difference > REWRITE
