@@ -269,7 +269,7 @@ class FeedbackProcessor(Processor):
         self._adopt(release)
         self.sensor.on_release(fn)
         log.info(
-            "released hook %r v%d with %d rules: %s (semantic diff %s, %d rewrites proposed nothing)\n  %s",
+            "released hook %r v%d with %d rules: %s (semantic diff %s, %d rewrites neither proposed nor voted)\n  %s",
             fn, release.version, len(release.rules), report.summary(), self.semantic_method, len(synthesis.rewrites),
             "\n  ".join(describe(r) for r in release.rules),
         )

@@ -203,6 +203,10 @@ class RuleSetSynthesizer:
                     entry[1].add(pair.uuid)
                 for key in keys:
                     partners.setdefault(key, set()).update(keys)
+        trained = len(pairs)
+        if rewrites:  # a rewrite is no evidence either way: it neither proposes nor votes on a rule
+            gone = set(rewrites)
+            pairs = [p for p in pairs if p.uuid not in gone]
         pool: dict[tuple[object, ...], tuple[Rule, int]] = {}
         for key, (rule, by) in proposed.items():
             if len(by) >= self.min_support:
@@ -321,7 +325,7 @@ class RuleSetSynthesizer:
                 s = CandidateStats(s.rule, s.proposed_by, s.support, s.against, verdict)
             final_stats.append(s)
         final_stats.sort(key=lambda s: sort_key(s.rule))
-        return Synthesis(rules=sorted(chosen, key=sort_key), candidates=final_stats, train_pairs=len(pairs), rewrites=rewrites)
+        return Synthesis(rules=sorted(chosen, key=sort_key), candidates=final_stats, train_pairs=trained, rewrites=rewrites)
 
     def _select(
         self,

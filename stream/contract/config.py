@@ -377,7 +377,7 @@ class FeedbackSettings:
     rewrite_difference: float = field(
         default=0.5,
         metadata={"help": "a pair whose embedding difference (1 - cosine) is above this changed the answer's meaning: "
-                  "it proposes no rules but still validates them; not applied with token Jaccard (0..2)"},
+                  "it neither proposes nor votes on rules (held out, it still validates them); not applied with token Jaccard (0..2)"},
     )
 
     def validate(self) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from processors.feedback.diff import FeedbackDiffAnalyzer
 from processors.feedback.pairs import Pair
+from processors.feedback.ruleset import apply_output
 from processors.feedback.synthesizer import RuleSetSynthesizer
 
 
@@ -34,11 +35,22 @@ def _pairs() -> list[Pair]:
     return polite + canned
 
 
+def _learnt_the_sign_off(rules: list) -> bool:
+    """The systematic correction is learnt when a held-out answer comes out exactly right.
+
+    (Which rules express it may change: "Thx!" -> "Thank you." or a cut plus an appended suffix.)"""
+    return apply_output(rules, "Tickets close after a week. Thx!") == "Tickets close after a week. Thank you."
+
+
 def test_rewrites_propose_nothing_but_corrections_still_teach() -> None:
     gated = RuleSetSynthesizer(analyzer=ANALYZER, rewrite_difference=0.5).synthesize(_pairs())
     assert sorted(gated.rewrites) == ["r0", "r1", "r2", "r3"]
     assert all(c.proposed_by <= 5 for c in gated.candidates), "only the five corrections proposed candidates"
-    assert any("Thx!" in repr(r) for r in gated.rules), "the systematic correction was lost"
+    assert _learnt_the_sign_off(gated.rules), f"the systematic correction was lost: {gated.rules}"
+    # Rewrites do not vote either: ungated, the canned replies made a one-sentence cut look supported (9 pairs),
+    # which would truncate every answer to its first sentence; gated, no answer loses a sentence.
+    assert apply_output(gated.rules, "Hello. Plans renew every year.").startswith("Hello. Plans renew every year."), gated.rules
+    assert gated.train_pairs == len(_pairs())
 
 
 def test_without_a_gate_or_an_embedder_every_pair_proposes() -> None:
@@ -46,4 +58,4 @@ def test_without_a_gate_or_an_embedder_every_pair_proposes() -> None:
     jaccard = RuleSetSynthesizer(rewrite_difference=0.5).synthesize(_pairs())  # token Jaccard never gates
     for synthesis in (open_, jaccard):
         assert synthesis.rewrites == []
-        assert any("Thx!" in repr(r) for r in synthesis.rules)
+        assert _learnt_the_sign_off(synthesis.rules), synthesis.rules
