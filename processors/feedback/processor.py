@@ -5,7 +5,9 @@
 * ``tick`` re-synthesises a dirty function once it has been quiet for
   ``debounce_s`` (or waited ``max_delay_s``); with the LLM proposer on, it first asks the
   model on a thread of the proposer's own and synthesises on a later tick, when the answer is
-  there (or the proposer's deadline passed), so a slow provider never holds the worker.  It validates the candidate against the
+  there (or the proposer's deadline passed), so a slow provider never holds the worker.  One
+  tick synthesises for at most ``synthesis_budget_s`` (then the next tick goes on, oldest
+  waiting first), so functions due together do not stall the records.  It validates the candidate against the
   current release and publishes a new ``HookRelease`` only if it changes behaviour
   (or, with unchanged rules, once the pairs grew ``revalidate_growth``-fold, so the
   published validation scores stay representative) and passes validation.
@@ -171,7 +173,12 @@ class FeedbackProcessor(Processor):
     def tick(self, now: float) -> Result:
         result = Result()
         s = self.settings
-        for fn in sorted(self._dirty):
+        spent = 0.0
+        # Oldest waiting first; once this tick has spent its synthesis budget, the rest wait for the
+        # next tick (records are processed in between), so due functions do not stall the worker together.
+        for fn in sorted(self._dirty, key=lambda f: (self._dirty[f][0], f)):
+            if s.synthesis_budget_s and spent >= s.synthesis_budget_s:
+                break
             first, last = self._dirty[fn]
             asking = self._asking.get(fn)
             if asking is None:
@@ -203,7 +210,9 @@ class FeedbackProcessor(Processor):
                 self.sensor.on_synthesis_error(fn)
                 continue
             finally:
-                self.sensor.on_synthesis_seconds(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                spent += took
+                self.sensor.on_synthesis_seconds(took)
             if output is not None:
                 result.outputs.append(output)
                 current = self._latest.get(fn)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -76,8 +77,51 @@ class Synthesis:
     candidates: list[CandidateStats] = field(default_factory=list)
     train_pairs: int = 0
     # Training pairs whose meaning the correction changed (see ``rewrite_difference``): they
-    # proposed no rules, but every rule was still scored on them.
+    # proposed no rules and were not scored (the held-out validation still counts them).
     rewrites: list[str] = field(default_factory=list)
+
+
+class OutcomeCache:
+    """What a rule set makes of a pair: (similarity to the fixed answer, exact, changed), kept
+    across syntheses.
+
+    Under steady feedback a function is re-synthesised every ``max_delay_s`` with mostly the
+    same pairs and candidates, and applying rule sets to answers is most of a synthesis's
+    time (it runs on the worker, between batches). Values depend only on the key, so a hit
+    returns exactly what applying would; two generations of ``limit`` entries bound memory.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._new: dict[tuple[Any, ...], tuple[float, bool, bool]] = {}
+        self._old: dict[tuple[Any, ...], tuple[float, bool, bool]] = {}
+
+    def get(self, key: tuple[Any, ...]) -> tuple[float, bool, bool] | None:
+        hit = self._new.get(key)
+        if hit is None:
+            hit = self._old.get(key)
+            if hit is not None:
+                self.put(key, hit)
+        return hit
+
+    def put(self, key: tuple[Any, ...], value: tuple[float, bool, bool]) -> None:
+        if len(self._new) >= self.limit:
+            self._old, self._new = self._new, {}
+        self._new[key] = value
+
+    def outcome(self, rules: list[Rule], keys: frozenset[Any], pair: Pair, target: list[str]) -> tuple[float, bool, bool]:
+        """(similarity of ``rules``' output to ``target``, output == fixed, output != bad); ``keys``
+        are the rules' :func:`rule_key` s."""
+        key = (keys, pair.bad, pair.fixed)
+        hit = self.get(key)
+        if hit is None:
+            out = apply_output(rules, pair.bad) if rules else pair.bad
+            hit = (similarity_to(out, target), out == pair.fixed, out != pair.bad)
+            self.put(key, hit)
+        return hit
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
 
 
 class RuleSetSynthesizer:
@@ -101,6 +145,7 @@ class RuleSetSynthesizer:
         self.max_rules = max_rules
         self.analyzer = analyzer or FeedbackDiffAnalyzer()
         self.rewrite_difference = rewrite_difference
+        self.outcomes = OutcomeCache()
 
     def is_rewrite(self, analysis: DiffAnalysis) -> bool:
         """Whether a pair changed what the answer says (by the embedder), not only how."""
@@ -229,14 +274,14 @@ class RuleSetSynthesizer:
             worse: list[int] = []
             total = 0.0
             may_touch = _quick_filter(rule)
+            keys = frozenset((rule_key(rule),))
             for i, (pair, target, base) in enumerate(zip(pairs, targets, baseline, strict=True)):
                 if may_touch is not None and not may_touch(pair.bad, folded[i]):
                     continue
-                out = apply_output([rule], pair.bad)
-                if out == pair.bad:
+                score, _exact, changed = self.outcomes.outcome([rule], keys, pair, target)
+                if not changed:
                     continue
                 touched.append(i)
-                score = similarity_to(out, target)
                 total += score - base
                 if score > base + EPS:
                     improved.append(i)
@@ -358,7 +403,7 @@ class RuleSetSynthesizer:
         n = len(pairs)
         step = max(1, -(-n // SEARCH_PAIRS))
         sample = list(range(0, n, step))
-        search = _Search(pairs, targets, baseline, sample, touch, whole, self.min_confidence)
+        search = _Search(pairs, targets, baseline, sample, touch, whole, self.min_confidence, self.outcomes)
         chosen = search.greedy([], ordered)
         best = search.objective(chosen)
         tries = 0
@@ -398,7 +443,7 @@ class RuleSetSynthesizer:
                     break
             if not improved:
                 break
-        full = _Search(pairs, targets, baseline, list(range(n)), touch, whole, self.min_confidence)
+        full = _Search(pairs, targets, baseline, list(range(n)), touch, whole, self.min_confidence, self.outcomes)
         chosen = full.greedy([], chosen, readmit=True) if step > 1 or not full.safe(chosen) else chosen
         return full.prune(chosen[: self.max_rules])
 
@@ -415,8 +460,11 @@ class _Search:
         touch: dict[tuple[object, ...], list[int]],
         whole: dict[tuple[object, ...], int] | None = None,
         min_confidence: float = 0.9,
+        outcomes: OutcomeCache | None = None,
     ) -> None:
         self.pairs, self.targets, self.baseline, self.sample = pairs, targets, baseline, sample
+        self.outcomes = outcomes if outcomes is not None else OutcomeCache()
+        self._sets: dict[frozenset[int], frozenset[Any]] = {}  # local set id -> the rules' keys
         self.min_confidence = min_confidence
         self.whole = whole or {}
         inside = set(sample)
@@ -432,8 +480,12 @@ class _Search:
         key = (self._set_id(rules) if set_id is None else set_id, i)
         hit = self._memo.get(key)
         if hit is None:
-            out = apply_output(rules, self.pairs[i].bad) if rules else self.pairs[i].bad
-            hit = self._memo[key] = (similarity_to(out, self.targets[i]), out == self.pairs[i].fixed)
+            ids = key[0]
+            keys = self._sets.get(ids)
+            if keys is None:
+                keys = self._sets[ids] = frozenset(rule_key(r) for r in rules)
+            score, exact, _changed = self.outcomes.outcome(rules, keys, self.pairs[i], self.targets[i])
+            hit = self._memo[key] = (score, exact)
         return hit
 
     def outputs(self, rules: list[Rule]) -> tuple[dict[int, float], dict[int, bool]]:

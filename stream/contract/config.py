@@ -358,6 +358,11 @@ class FeedbackSettings:
     )
     debounce_s: float = field(default=1.0, metadata={"help": "quiet seconds after a function's last new pair before re-synthesis"})
     max_delay_s: float = field(default=10.0, metadata={"help": "longest wait for re-synthesis under steady feedback"})
+    synthesis_budget_s: float = field(
+        default=0.05,
+        metadata={"help": "seconds of re-synthesis one tick may spend (on the worker, between batches): once spent, the "
+                  "other due functions wait for the next tick, oldest first; 0 = no limit"},
+    )
     max_pairs_per_function: int = field(default=2000, metadata={"help": "newest pairs kept per function"})
     max_rules: int = field(default=40, metadata={"help": "most rules in one hook"})
     revalidate_growth: float = field(
@@ -388,6 +393,7 @@ class FeedbackSettings:
         _check(0.0 <= self.heldout_fraction <= 0.9, "feedback.heldout_fraction", "must be 0..0.9")
         _check(self.debounce_s >= 0, "feedback.debounce_s", "must be >= 0")
         _check(self.max_delay_s >= self.debounce_s, "feedback.max_delay_s", "must be >= feedback.debounce_s")
+        _check(self.synthesis_budget_s >= 0, "feedback.synthesis_budget_s", "must be >= 0")
         _check(self.max_pairs_per_function >= 10, "feedback.max_pairs_per_function", "must be >= 10")
         _check(1 <= self.max_rules <= 200, "feedback.max_rules", "must be 1..200")
         _check(self.revalidate_growth == 0 or self.revalidate_growth > 1, "feedback.revalidate_growth", "must be 0 or > 1")

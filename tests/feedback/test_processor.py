@@ -33,6 +33,7 @@ class Clock:
 
 def _proc(tmp_path: Path, clock: Clock, **kw) -> tuple[FeedbackProcessor, CollectorRegistry]:  # type: ignore[no-untyped-def]
     registry = CollectorRegistry()
+    kw.setdefault("synthesis_budget_s", 0.0)  # every due function in one tick (the budget has its own test)
     proc = FeedbackProcessor(FeedbackSettings(**kw), store_dir=tmp_path / "hooks", sensor=PrometheusSensors(registry).feedback, clock=clock, signing_key=KEY)
     for topic in ("feedback", "hooks"):
         assert proc.load_state(topic, 0, None) == FROM_BEGINNING
@@ -109,6 +110,22 @@ def test_max_delay_bounds_the_wait_under_steady_feedback(tmp_path: Path) -> None
         proc.process(_records([fb], i))
         released += proc.tick(clock.now).outputs
     assert released, "steady feedback must not postpone synthesis forever"
+
+
+def test_one_tick_spends_at_most_its_synthesis_budget_and_the_oldest_goes_first(tmp_path: Path) -> None:
+    clock = Clock()
+    proc, registry = _proc(tmp_path, clock, synthesis_budget_s=1e-9)  # any synthesis spends it
+    fbs = traffic_feedback(seed=2, events=3000)
+    order = ["translate_ko_en", "answer_faq", "summarize_ticket"]  # the order their first pairs arrive
+    for i, fn in enumerate(order):
+        clock.now = 1000.0 + i
+        proc.process(_records(fbs[fn], 100 * i))
+    ticks = []
+    for step in range(1, 6):
+        released = _releases(proc.tick(clock.now + 10 + 0.1 * step).outputs)
+        ticks.append(sorted(released))
+    assert ticks == [[fn] for fn in order] + [[], []], ticks
+    assert _sample(registry, "vt_feedback_synthesis_runs_total", function="answer_faq") == 1
 
 
 def test_a_replay_rewrites_the_same_release_bytes(tmp_path: Path) -> None:
