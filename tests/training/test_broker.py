@@ -135,7 +135,12 @@ async def test_restart_resumes_the_running_job_by_id_instead_of_starting_another
         await produce(settings, golden_items(FN, range(13)))
         first = TrainingProcessor(settings)
         async with running(settings, [first]):
-            await wait_for(lambda: any(j.step for j in server.jobs.values()), timeout=60, what="the job to train a step")
+            # The fake answers a poll with the job's state and then moves it on by a step, so the
+            # processor sees "running" one poll after the server's first step: wait for both.
+            await wait_for(
+                lambda: any(j.step for j in server.jobs.values()) and last_status(first) == "running",
+                timeout=60, what="the job to train a step and the processor to see it running",
+            )
         assert last_status(first) == "running"
         (job,) = server.jobs.values()
         stopped_at = job.step
