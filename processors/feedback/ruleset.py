@@ -33,7 +33,7 @@ from stream.contract.hooks.rules import (
 __all__ = [
     "AddPrefix", "AddSuffix", "DeletePhrase", "FixCase", "FormatRule", "RewriteToken", "When", "MaxSentences", "ReplacePhrase", "Rule",
     "StripPrefix", "StripSuffix", "apply_output", "apply_prompt", "behaviour", "conflicts", "from_data",
-    "instructions", "rule_key", "to_data", "with_support",
+    "confidence", "instructions", "rule_key", "to_data", "with_support",
 ]
 
 # Kinds in a stable order, used to break ties deterministically (precise text rules first).
@@ -48,9 +48,10 @@ def kind(rule: Rule) -> str:
 
 
 def rule_key(rule: Rule) -> tuple[Any, ...]:
-    """What a rule does, without its support or origin: two rules with one key behave the same."""
+    """What a rule does, without its support, against or origin: two rules with one key behave the same."""
     data = msgspec.to_builtins(rule)
     data.pop("support", None)
+    data.pop("against", None)
     data.pop("origin", None)
     if "when" in data:
         data["when"] = tuple(sorted(data["when"].items()))
@@ -62,8 +63,14 @@ def behaviour(rules: list[Rule]) -> tuple[tuple[Any, ...], ...]:
     return tuple(sorted(rule_key(r) for r in rules))
 
 
-def with_support(rule: Rule, support: int) -> Rule:
-    return msgspec.structs.replace(rule, support=support)
+def with_support(rule: Rule, support: int, against: int = 0) -> Rule:
+    return msgspec.structs.replace(rule, support=support, against=against)
+
+
+def confidence(rule: Rule) -> float | None:
+    """Share of the training pairs a rule changed on its own that it improved (None: never measured)."""
+    measured = rule.support + rule.against
+    return rule.support / measured if measured else None
 
 
 def sort_key(rule: Rule) -> tuple[Any, ...]:
@@ -138,4 +145,6 @@ def instructions(rules: list[Rule]) -> list[str]:
 
 def describe(rule: Rule) -> str:
     """One line for humans (CLI, logs): the rule's instruction plus its support."""
-    return f"{kind(rule)}: {applier.instruction(to_data([rule])[0])} (support {rule.support}, {rule.origin})"
+    share = confidence(rule)
+    measured = f", confidence {share:.2f}" if share is not None else ""
+    return f"{kind(rule)}: {applier.instruction(to_data([rule])[0])} (support {rule.support}{measured}, {rule.origin})"

@@ -331,7 +331,7 @@ class RuleSetSynthesizer:
                         queue.append(gkey)
             touch[key] = touched
             gain[key] = total
-            rule = with_support(rule, support)
+            rule = with_support(rule, support, against)
             if superseded:
                 verdict = "replaced by its conditional variant"
             elif support < self.min_support:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import logging
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_verification_needs_no_parser(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_verification_and_rendering_from_eight_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """4 threads verify (good and forged) while 4 render modules: all answers right, parses never overlap."""
+    """8 threads verify (good and forged) while 4 more render modules: all answers right, parses never overlap."""
     real_parse = ast.parse
     inside = 0
     most_inside = 0
@@ -132,25 +133,30 @@ def test_verification_and_rendering_from_eight_threads_at_once(monkeypatch: pyte
         with tally:
             rendered += done
 
-    threads = [threading.Thread(target=verifier, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=verifier, args=(n,)) for n in range(8)]
     threads += [threading.Thread(target=renderer, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert failures == []
-    assert verified == 4 * 2000 and rendered == 4 * 120
+    assert verified == 8 * 2000 and rendered == 4 * 120
     assert most_inside == 1, "two ast.parse calls ran at the same time"
 
 
-def test_a_poisoned_record_is_counted_and_the_next_good_release_still_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_poisoned_record_is_counted_and_the_next_good_release_still_applies(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     _poison_version_2(monkeypatch, SystemError("AST constructor recursion depth mismatch (before=54, after=28)"))
     client = HookClient(None, signing_key=KEY)
     assert client.offer(encode(_release(1, " (v1)")))
-    assert client.offer(encode(_release(2, " (v2)"))) is False
+    with caplog.at_level(logging.ERROR, logger=hook_client_module.log.name):
+        for _ in range(3):  # the same poison again and again: counted each time, logged once
+            assert client.offer(encode(_release(2, " (v2)"))) is False
+    assert len([r for r in caplog.records if "SystemError" in r.getMessage()]) == 1, caplog.text
     assert client.offer(encode(_release(3, " (v3)")))
     assert client.version("fn") == 3 and client.apply_output("fn", "The customer.") == "The client. (v3)"
-    assert client.rejected == {INTERNAL_ERROR: 1}
+    assert client.rejected == {INTERNAL_ERROR: 3}
     assert client.last_error is not None and "SystemError" in client.last_error and "v2" in client.last_error
     assert KEY not in client.last_error
 

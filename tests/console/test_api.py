@@ -104,6 +104,8 @@ def test_hooks_diff_and_rollback_arrives_back_through_kafka(stack: Stack) -> Non
     versions = stack.get(f"/api/v1/functions/{HOOKS_FN}/hooks")["versions"]
     assert [v["version"] for v in versions][:2] == [1, 2]
     assert [r["kind"] for r in versions[0]["rules"]] == ["replace_phrase"]
+    for rule in (r for v in versions for r in v["rules"]):  # synthesised: measured, with its confidence
+        assert rule["support"] > 0 and rule["confidence"] == pytest.approx(rule["support"] / (rule["support"] + rule["against"]))
     d = stack.get(f"/api/v1/functions/{HOOKS_FN}/hooks/diff", a=1, b=2)
     assert [r["kind"] for r in d["added"]] == ["strip_prefix"] and d["removed"] == [] and len(d["kept"]) == 1
     assert httpx.get(f"{stack.url}/api/v1/functions/{HOOKS_FN}/hooks/diff", params={"a": 1, "b": 99}).status_code == 404

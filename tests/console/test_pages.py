@@ -1,7 +1,8 @@
 """The console's pages in real headless Chromium (Debian's ``chromium``, driven by Playwright).
 
-Every page loads without a console error; rollback, replay and cancel are clicked and
-their effect comes back through Kafka; hostile text from the topics shows as text.
+Every page loads without a console error; rollback, replay, cancel, reject, pin and clear are
+clicked and their effect comes back through Kafka; hostile text from the topics shows as text;
+the density map colours by density, marks the golden samples, hovers the input and zooms.
 Screenshots go to ``$VT_CONSOLE_SCREENSHOTS`` when set (``docs/console`` holds the
 committed ones), else to the test's temporary directory.
 """
@@ -209,7 +210,75 @@ def test_reject_clicked_removes_the_sample_once_it_comes_back_through_kafka(stac
         # Clear it again from the curation table: the sample comes back.
         tab.page.click(f'#curation tbody tr[data-uuid="{victim}"] button.clear')
         tab.page.wait_for_selector(row, timeout=30_000)
+        # Pin it: it stays golden, marked pinned once the processor's answer is read back; then unpin it.
+        tab.page.wait_for_selector(f"{row} button.pin", timeout=30_000)
+        tab.page.click(f"{row} button.pin")
+        tab.page.wait_for_selector(f"{row} span.pinned", timeout=30_000)
+        assert "pin" in tab.page.locator(f'#curation tbody tr[data-uuid="{victim}"]').inner_text()
+        tab.page.click(f"{row} button.unpin")
+        tab.page.wait_for_selector(f"{row} span.pinned", state="detached", timeout=30_000)
         assert tab.errors == [], tab.errors
     finally:
         tab.close()
     assert victim in {s["uuid"] for s in stack.get(f"/api/v1/functions/{fn}/golden", limit=500)["items"]}
+
+
+def test_the_map_colours_by_density_marks_the_golden_samples_hovers_the_input_and_zooms(stack: Stack, browser: Any) -> None:
+    from tests.support.console import clustered_logs
+
+    fn = "map_page_fn"
+    stack.produce(clustered_logs(fn, seed=34))
+
+    def settled() -> tuple[list[Any], dict[str, Any]] | None:
+        """The golden set once the map (read from the processor's checkpoint) marks the same number."""
+        items = stack.get(f"/api/v1/functions/{fn}/golden")["items"]
+        mapped = stack.get(f"/api/v1/functions/{fn}/map")
+        return (items, mapped) if items and mapped and sum(1 for s in mapped["strategy"] if s) == len(items) else None
+
+    golden, m = wait_until(settled, timeout=60, what="the golden set and the map to agree")
+    tab = Tab(browser, f"{stack.url}/functions/{fn}")
+    try:
+        tab.page.wait_for_selector("#map .main-svg", timeout=20_000)
+        traces = tab.page.evaluate(
+            """() => document.getElementById("map").data.map((t) => ({
+                name: t.name, n: t.x.length, text: t.text, density: t.customdata,
+                colour: Array.isArray(t.marker.color) ? t.marker.color : null }))"""
+        )
+        by = {t["name"].split(" (")[0]: t for t in traces}
+        ok = by["SUCCESS"]
+        # Coloured by density: the colour of every SUCCESS point is its density from the checkpoint.
+        assert ok["colour"] == ok["density"] and len(set(ok["density"])) > 1
+        assert sorted(ok["density"] + by["golden steady"]["density"] + by["golden anomaly"]["density"]) == sorted(m["density"])
+        # The golden samples are marked: as many as the golden set has, and they are its samples.
+        marked = by["golden steady"]["n"] + by["golden anomaly"]["n"]
+        assert marked == len(golden) > 0
+        inputs = {f"ticket {int(s['uuid'].rsplit('-', 1)[1])}" for s in golden}
+        assert all(any(i in t for i in inputs) for t in by["golden steady"]["text"] + by["golden anomaly"]["text"])
+        # Hovering a golden sample's marker shows an input and its density (in a tight cluster the
+        # closest point under the pointer may be a neighbour of the golden sample).
+        point = tab.page.evaluate(
+            """() => { const gd = document.getElementById("map");
+                const t = gd.data.find((t) => t.name.startsWith("golden steady"));
+                const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+                return { x: r.left + xa._offset + xa.l2p(t.x[0]), y: r.top + ya._offset + ya.l2p(t.y[0]), text: t.text[0] }; }"""
+        )
+        tab.page.mouse.move(point["x"], point["y"])
+        tab.page.wait_for_selector("#map .hoverlayer .hovertext", timeout=10_000)
+        hover = tab.page.locator("#map .hoverlayer .hovertext").first.text_content() or ""  # SVG: no inner_text
+        assert any(i and i in hover for i in m["input"]) and "density" in hover, hover
+        box = tab.page.locator("#map .nsewdrag").first.bounding_box()
+        assert box is not None
+        before = tab.page.evaluate('() => document.getElementById("map").layout.xaxis.range.slice()')
+        # Zoom: drag a box over the middle of the plot; the x range narrows.
+        x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+        tab.page.mouse.move(x0, y0)
+        tab.page.mouse.down()
+        tab.page.mouse.move(x0 + box["width"] * 0.3, y0 + box["height"] * 0.3, steps=8)
+        tab.page.mouse.up()
+        tab.page.wait_for_function(
+            "(w) => { const r = document.getElementById('map').layout.xaxis.range; return r && (r[1] - r[0]) < w * 0.6; }",
+            arg=before[1] - before[0], timeout=10_000,
+        )
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.close()

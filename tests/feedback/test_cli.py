@@ -60,7 +60,7 @@ def test_hooks_list_show_diff_export_from_the_state_dir(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("summarize_ticket") == 2 and "0.000 → 0.875" in listed.stdout
     shown = vt("hooks", "show", "summarize_ticket", "--version", "1", env=env)
-    assert shown.returncode == 0 and 'Write "client" instead of "customer". (support 12, diff)' in shown.stdout
+    assert shown.returncode == 0 and 'Write "client" instead of "customer". (support 12, confidence 1.00, diff)' in shown.stdout
     diff = vt("hooks", "diff", "summarize_ticket", "1", "2", env=env)
     assert diff.returncode == 0 and diff.stdout.splitlines()[0].startswith('+ add_suffix: End the answer with "-- Bot"')
     out = tmp_path / "generated_prompt_hook.py"

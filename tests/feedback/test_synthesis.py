@@ -185,3 +185,19 @@ def test_large_windows_keep_the_true_rules_despite_garbled_variants() -> None:
         result = RuleSetSynthesizer().synthesize(train)
         assert any(s.proposed_by >= 3 and s.verdict != "kept" for s in result.candidates)  # the variants exist
         assert _keys(result.rules) == _keys(rules), fn
+
+
+def test_every_measured_rule_carries_how_many_pairs_it_made_worse_and_its_confidence() -> None:
+    from processors.feedback.ruleset import confidence, describe
+
+    answers = ["Refunds arrive within five days", "Passwords change under Settings", "Invoices export as PDF files",
+               "Licenses are per person only", "Exports run every night", "Backups run hourly", "Plans renew yearly",
+               "Seats are added in Admin", "Tickets close after a week"]
+    pairs = [Pair(f"p{i}", f"{a}. Thx!", f"{a}. Thank you.") for i, a in enumerate(answers)]
+    clean = RuleSetSynthesizer().synthesize(pairs)
+    assert clean.rules and all(r.support == 9 and r.against == 0 and confidence(r) == 1.0 for r in clean.rules)
+    # One reviewer kept "Thx!" and changed something else: every sign-off candidate now hurts that pair.
+    mixed = RuleSetSynthesizer().synthesize([*pairs, Pair("k", "Keep it short. Thx!", "Keep it short today. Thx!")])
+    strip = next(c.rule for c in mixed.candidates if describe(c.rule).startswith('strip_suffix: Do not end the answer with "Thx!"'))
+    assert (strip.support, strip.against, confidence(strip)) == (9, 1, 0.9)
+    assert "confidence 0.90" in describe(strip)

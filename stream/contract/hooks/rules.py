@@ -47,10 +47,12 @@ class When(Struct, kw_only=True, omit_defaults=True, frozen=True):
 
 
 class _Rule(Struct, tag_field="kind", kw_only=True, omit_defaults=True, frozen=True):
-    """Common fields: how many feedback pairs it fixed when synthesised, who proposed it, and an
-    optional condition (absent: the rule always applies, and its JSON is what it was before)."""
+    """Common fields: how many feedback pairs it improved and made worse on its own when synthesised
+    (its confidence is support / (support + against)), who proposed it, and an optional condition
+    (absent: the rule always applies, and its JSON is what it was before)."""
 
     support: Support = 0
+    against: Support = 0
     origin: Origin = "diff"
     when: When | None = None
 

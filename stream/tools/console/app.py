@@ -142,7 +142,9 @@ class CurationList(BaseModel):
 class RuleOut(BaseModel):
     kind: str
     description: str
-    support: int
+    support: int = Field(description="training pairs the rule improved on its own when synthesised")
+    against: int = Field(0, description="training pairs it made worse on its own")
+    confidence: float | None = Field(None, description="support / (support + against); null for rules never measured (before this field)")
     origin: str
     data: dict[str, Any]
 
@@ -272,10 +274,11 @@ class ErrorOut(BaseModel):
 
 # ---------------------------------------------------------------------------- conversions
 def _rule(rule: Any) -> RuleOut:
-    from processors.feedback.ruleset import describe, kind
+    from processors.feedback.ruleset import confidence, describe, kind
 
     data = msgspec.to_builtins(rule)
-    return RuleOut(kind=kind(rule), description=describe(rule), support=rule.support, origin=rule.origin, data=data)
+    return RuleOut(kind=kind(rule), description=describe(rule), support=rule.support, against=rule.against,
+                   confidence=confidence(rule), origin=rule.origin, data=data)
 
 
 def _release(r: HookRelease) -> HookVersionOut:

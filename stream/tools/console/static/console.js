@@ -236,7 +236,8 @@ function hooks() {
     shown = v.version;
     document.getElementById("shown-version").textContent = v.version;
     fill(document.querySelector("#rules tbody"), v.rules.map((r) => el("tr", {},
-      el("td", {}, r.description), el("td", { class: "mono" }, r.kind), el("td", { class: "num" }, r.support), el("td", {}, r.origin))), "no rules", 4);
+      el("td", {}, r.description), el("td", { class: "mono" }, r.kind), el("td", { class: "num" }, r.support),
+      el("td", { class: "num" }, r.confidence === null ? "–" : fmtNum(r.confidence, 2)), el("td", {}, r.origin))), "no rules", 5);
     document.getElementById("vetoed").replaceChildren(...(v.vetoed.length ? v.vetoed.map((r) => el("li", { class: "del" }, r.description)) : [el("li", { class: "muted" }, "none")]));
   }
   async function render() {
