@@ -672,7 +672,9 @@ class FunctionIndex:
         if self._hnsw is None:
             live = self.live_slots()
             assert self._matrix is not None
-            return searcher.matrix(self._matrix[live], self.labels(live), queries, self_labels)
+            # No slot evicted: the stored rows as they are (a view), not a copy per search.
+            db = self._matrix[: self.slots] if len(live) == self.slots else self._matrix[live]
+            return searcher.matrix(db, self.labels(live), queries, self_labels)
         found = self._search_elements(queries, self.cols.elem[slots], searcher)
         found = self._expand(found, slots, queries)
         return symmetrize(found, self_labels) if within_batch else found

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
@@ -259,6 +260,12 @@ class Checkpointer:
                     later.append(functools.partial(self._write_later, key, offset, write, None, extra, fp, bytes_in, to_kafka, generation))
                     continue
                 write = functools.partial(proc.save_state, logical, tp.partition)
+                if background:
+                    # No copy to capture: the processor writes its files on the worker, unsynced, and the
+                    # fsyncs and the publication (tens of ms on a busy disk) happen off it, as for a capture.
+                    staging = await loop.run_in_executor(self._executor, self._stage, key, write)
+                    later.append(functools.partial(self._write_later, key, offset, None, None, extra, fp, bytes_in, to_kafka, generation, staging))
+                    continue
                 ckpt = await loop.run_in_executor(self._executor, self._write, key, offset, write, extra)
                 self._written(key, offset, ckpt, started)
             if to_kafka:
@@ -284,12 +291,21 @@ class Checkpointer:
         bytes_in: int,
         to_kafka: bool,
         generation: int,
+        staging: Path | None = None,
     ) -> None:
-        """In the background: write a captured state (``write``) or take the one written (``ckpt``), then copy it to Kafka.
-        ``generation``: the processor's count of changed() when the state was captured."""
-        if write is not None:
+        """In the background: write a captured state (``write``), publish a staged one (``staging``) or take the
+        one written (``ckpt``), then copy it to Kafka. ``generation``: the processor's count of changed() when
+        the state was captured."""
+        if write is not None or staging is not None:
             started = time.perf_counter()
-            ckpt = await asyncio.get_running_loop().run_in_executor(self._io, self._write, key, offset, write, extra)
+            loop = asyncio.get_running_loop()
+            if staging is not None:
+                name, tp = key
+                publish = functools.partial(self._store.publish, staging, name, tp.topic, tp.partition, offset, extra)
+                ckpt = await loop.run_in_executor(self._io, publish)
+            else:
+                assert write is not None
+                ckpt = await loop.run_in_executor(self._io, self._write, key, offset, write, extra)
             if key not in self._progress.state:
                 return  # released meanwhile (the runtime settles first; this is a guard)
             if self._generation.get(key[0], 0) != generation:
@@ -301,6 +317,17 @@ class Checkpointer:
         assert ckpt is not None
         if to_kafka and self._generation.get(key[0], 0) == generation:
             await self._to_kafka(key, ckpt, fp, bytes_in)
+
+    def _stage(self, key: tuple[str, TopicPartition], write: Callable[[Path], None]) -> Path:
+        """A staging directory filled by ``write`` (on the worker), for :meth:`CheckpointStore.publish` later."""
+        name, tp = key
+        staging = self._store.staging(name, tp.topic, tp.partition)
+        try:
+            write(staging / "data")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
 
     def _write(self, key: tuple[str, TopicPartition], offset: int, write: Callable[[Path], None], extra: dict[str, Any]) -> Checkpointed:
         name, tp = key
