@@ -104,6 +104,7 @@ class FunctionSnapshot:
     densities: np.ndarray  # (n,) D(i)
     success: np.ndarray  # (n,) bool: SUCCESS logs, the only selectable ones
     strategy: np.ndarray  # (n,) "" | "steady" | "anomaly": the golden set as published
+    inputs: tuple[Any, ...] = ()  # each log's inputs as it arrived (None where not kept: not SUCCESS)
 
 
 @dataclass(slots=True)
@@ -581,16 +582,24 @@ class PartitionEngine:
 
 def _uuids(index: FunctionIndex, slots: np.ndarray) -> list[str | None]:
     """The uuid of each slot's log (None when its payload is not kept: not SUCCESS)."""
-    out: list[str | None] = []
+    return _payload_fields(index, slots)[0]
+
+
+def _payload_fields(index: FunctionIndex, slots: np.ndarray) -> tuple[list[str | None], list[Any]]:
+    """The uuid and the inputs of each slot's log (None when its payload is not kept: not SUCCESS)."""
+    uuids: list[str | None] = []
+    inputs: list[Any] = []
     for slot in slots.tolist():
         payload = index.payload[slot]
-        out.append(msgspec.msgpack.decode(payload)[0] if payload is not None else None)
-    return out
+        uuid, _ts, given, _ret = msgspec.msgpack.decode(payload) if payload is not None else (None, None, None, None)
+        uuids.append(uuid)
+        inputs.append(given)
+    return uuids, inputs
 
 
 def _snapshot(function: str, index: FunctionIndex, published: dict[str, str]) -> FunctionSnapshot:
     live = index.live_slots()
-    uuids = _uuids(index, live)
+    uuids, inputs = _payload_fields(index, live)
     return FunctionSnapshot(
         function=function,
         uuids=tuple(uuids),
@@ -598,6 +607,7 @@ def _snapshot(function: str, index: FunctionIndex, published: dict[str, str]) ->
         densities=np.asarray(from_fixed(index.cols.density[live]), dtype=np.float64),
         success=index.cols.status[live] == STATUS_CODES["SUCCESS"],
         strategy=np.array([_plain(published.get(u, "")) if u is not None else "" for u in uuids], dtype=object),
+        inputs=tuple(inputs),
     )
 
 

@@ -15,18 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
+from processors.density import read_snapshot
 from processors.density.engine import PartitionEngine
-from processors.density.index import STATUS_CODES, FunctionIndex
-from processors.density.processor import engine_config
-from processors.density.vectors import from_fixed
 
 from stream.contract.config import DensitySettings
 from ..plot import density_checkpoints, pca_2d
-
-SUCCESS = STATUS_CODES["SUCCESS"]
 
 
 class MapUnavailable(Exception):
@@ -60,7 +55,7 @@ class DensityMaps:
 
     def __init__(self, state_dir: Path, settings: DensitySettings | None = None, max_points: int = 4000) -> None:
         self.state_dir = state_dir
-        self.params = engine_config(settings or DensitySettings()).index
+        self.settings = settings or DensitySettings()
         self.max_points = max_points
         self._cache: dict[str, tuple[Path, dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -77,25 +72,15 @@ class DensityMaps:
         return result
 
     def _compute(self, function: str, found: _Found) -> dict[str, Any]:
-        m = found.meta
-        index = FunctionIndex.load(found.directory, m.prefix, m.index, self.params)
-        live = index.live_slots()
-        n = len(live)
-        strategy = np.array([""] * n, dtype=object)
-        hover = [""] * n
-        for i, slot in enumerate(live.tolist()):
-            payload = index.payload[slot]
-            if payload is None:
-                continue
-            uuid, _ts, inputs, _ret = msgspec.msgpack.decode(payload)
-            hover[i] = _hover(inputs)
-            strat = m.published.get(uuid)
-            if strat:
-                strategy[i] = strat
-        vectors = index.vectors(live).astype(np.float64)
-        density = np.asarray(from_fixed(index.cols.density[live]), dtype=np.float64)
-        success = index.cols.status[live] == SUCCESS
-        coords, share = pca_2d(vectors) if n else (np.zeros((0, 2)), np.zeros(2))
+        # The engine's own view of the checkpoint (as ``plot`` reads it), not its index internals.
+        snap = read_snapshot(found.directory, function, self.settings)
+        if snap is None:
+            raise MapUnavailable(f"{function!r} is not in the density checkpoints yet")
+        n = len(snap.uuids)
+        strategy = snap.strategy  # "" | "steady" | "anomaly" (a pinned sample as its strategy)
+        hover = [_hover(given) if given is not None else "" for given in snap.inputs]
+        density, success = snap.densities, snap.success
+        coords, share = pca_2d(snap.vectors) if n else (np.zeros((0, 2)), np.zeros(2))
         keep = np.arange(n)
         if n > self.max_points:
             golden = np.flatnonzero(strategy != "")
