@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
@@ -321,13 +320,7 @@ class Checkpointer:
     def _stage(self, key: tuple[str, TopicPartition], write: Callable[[Path], None]) -> Path:
         """A staging directory filled by ``write`` (on the worker), for :meth:`CheckpointStore.publish` later."""
         name, tp = key
-        staging = self._store.staging(name, tp.topic, tp.partition)
-        try:
-            write(staging / "data")
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return staging
+        return self._store.stage(name, tp.topic, tp.partition, write)
 
     def _write(self, key: tuple[str, TopicPartition], offset: int, write: Callable[[Path], None], extra: dict[str, Any]) -> Checkpointed:
         name, tp = key

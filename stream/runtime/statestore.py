@@ -84,13 +84,17 @@ class CheckpointStore:
         extra: dict[str, Any] | None = None,
     ) -> Checkpointed:
         """Let ``write`` fill a fresh directory, then publish it as the current checkpoint."""
+        return self.publish(self.stage(processor, topic, partition, write), processor, topic, partition, offset, extra)
+
+    def stage(self, processor: str, topic: str, partition: int, write: Callable[[Path], None]) -> Path:
+        """A fresh staging directory whose ``data`` ``write`` filled (removed again if it fails), for :meth:`publish`."""
         staging = self.staging(processor, topic, partition)
         try:
             write(staging / "data")
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return self.publish(staging, processor, topic, partition, offset, extra)
+        return staging
 
     def staging(self, processor: str, topic: str, partition: int) -> Path:
         """A fresh private directory whose ``data`` the caller fills before :meth:`publish`."""
