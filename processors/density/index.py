@@ -50,6 +50,8 @@ STATUS_CODES = {"SUCCESS": SUCCESS, "ERROR": ERROR, "FAILURE": FAILURE, "ANOMALY
 
 _SLOT_BITS = 32  # an hnswlib label is slot | generation << 32, so a reused slot never reuses a label
 _SLOT_MASK = np.uint64((1 << _SLOT_BITS) - 1)
+# Level-0 links of a query read to guess its first k (see FunctionIndex._first_ks).
+_HINT_LINKS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,10 +695,40 @@ class FunctionIndex:
             self._hnsw, len(self._members), queries, self_elems,
             counts_of=counts_of, vectors_of=self._element_vectors, all_live=self.live_vectors,
             exclude=self._orphans if len(self._orphans) else None,
+            first_k=self._first_ks(queries, self_elems, searcher),
         )
         if len(self._orphans):
             found = merge(found, searcher.brute(self._orphan_vectors, self._orphans, queries, self_elems))
         return found
+
+    def _first_ks(self, queries: np.ndarray, self_elems: np.ndarray, searcher: RangeSearcher) -> np.ndarray | None:
+        """A first k per query from the graph's own links, instead of a probing k-NN round.
+
+        Each query is an element of the graph (an inserted batch was just added, an evicted
+        log not yet removed); hnswlib linked it at insertion to near elements.  The largest
+        known neighbour count among its first :data:`_HINT_LINKS` links that lie inside the
+        radius guesses its own count, as the searcher's hint does after a probe; a row with no
+        link inside gets the searcher's initial k.  Only the cost changes: a row is complete
+        only once its k-th neighbour is found beyond the radius, whatever k it started with.
+        """
+        level0 = self._level0()
+        if level0 is None or searcher is not self.searcher:  # counts are of the index's own radius
+            return None
+        rows = level0.rows_of(self_elems)
+        width = min(_HINT_LINKS, level0.max_m0)
+        block = level0.block
+        lengths = np.ascontiguousarray(block[rows, 0:2]).view(np.uint16).ravel().astype(np.int64)
+        links = np.ascontiguousarray(block[rows, 4 : 4 + 4 * width]).view(np.uint32).reshape(len(rows), width)
+        valid = np.arange(width)[None, :] < lengths[:, None]
+        links = np.where(valid, links, rows[:, None]).astype(np.int64)  # unused places: the row itself
+        near = np.einsum("ij,ikj->ik", queries, level0.vectors(links.ravel()).reshape(len(rows), width, self.dim))
+        labels = level0.labels[links.ravel()]
+        slots = self.slots_of(labels)
+        # Links to deleted elements, or to elements whose first log has left, are not read.
+        known = (self.cols.live[slots] & (self.labels(slots) == labels)).reshape(valid.shape)
+        inside = valid & known & (near >= 1.0 - searcher.epsilon)
+        counts = np.where(inside, self.cols.count[slots].reshape(inside.shape), 0)
+        return np.where(inside.any(axis=1), counts.max(axis=1) * searcher.hint_factor + 8.0, 0.0)
 
     def _self_weight(self, elem: int, vector: np.ndarray) -> int:
         """The similarity of two copies of an element's vector: the canonical value, as the

@@ -111,6 +111,7 @@ class SearchStats:
     cap_hits: int = 0  # rows whose k reached max_k with the k-th neighbour still inside epsilon
     brute_rows: int = 0  # rows above the exact threshold answered by brute force
     knn_calls: int = 0
+    rows_queried: int = 0  # query rows over all knn calls (a row asked twice counts twice)
 
 
 @dataclass(slots=True)
@@ -194,17 +195,22 @@ class RangeSearcher:
         vectors_of: Callable[[np.ndarray], np.ndarray],
         all_live: Callable[[], tuple[np.ndarray, np.ndarray]],
         exclude: np.ndarray | None = None,
+        first_k: np.ndarray | None = None,
     ) -> Neighbourhoods:
         """k-NN with growing k per row; ``counts_of`` maps labels to known neighbour counts.
 
         Labels in ``exclude`` (the batch itself, searched exactly by the caller) are
-        left out of the result, though they still count towards k.
+        left out of the result, though they still count towards k.  ``first_k`` (per row,
+        optional) is the caller's guess of each row's neighbour count: rows start at that k
+        (bucketed, at least ``initial_k``) instead of probing with ``initial_k`` first.
         """
         threshold = self.epsilon + GUARD
         nq = len(queries)
         groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         brute_rows: list[np.ndarray] = []
         k_of = np.full(nq, min(self.initial_k, n_live), dtype=np.int64)
+        if first_k is not None:
+            k_of = np.minimum(np.maximum(k_of, _bucket(first_k)), min(self.max_k, n_live))
         todo = np.arange(nq, dtype=np.int64)
         while todo.size:
             next_rows: list[np.ndarray] = []
@@ -219,6 +225,7 @@ class RangeSearcher:
                     brute_rows.append(rows)
                     continue
                 self.stats.knn_calls += 1
+                self.stats.rows_queried += len(rows)
                 # A row is complete once its k-th neighbour lies beyond the radius (k == n_live
                 # returned every live element: nothing can be left outside).
                 still_inside = (dists[:, -1] <= threshold) & (k < n_live)

@@ -6,7 +6,7 @@ Figures (one run, same process, same data):
   densities exactly) per second, divided by raw hnswlib doing the same adds plus one
   knn_query per batch and k-bucket with an *oracle* k (each row's true neighbour
   count, rounded up to the same k buckets) — the cheapest k-NN that could cover
-  every row's epsilon-range.  n=20k, 384-d, clustered.  Goal >= 0.7.  Measured on
+  every row's epsilon-range.  n=20k, 384-d, clustered.  Goal >= 0.8 (issue 20; 0.7 before).  Measured on
   the HNSW path (``exact_threshold=512``); as shipped, indexes stay in exact mode (one
   BLAS matrix product per batch) up to 16k logs, reported beside it, with a check
   that both paths give bit-identical densities.
@@ -157,6 +157,7 @@ def _run(ctx) -> dict:  # type: ignore[no-untyped-def]
     hnsw_density = idx.cols.density[:n_big].copy()
     mem = idx.memory_bytes()
     knn_calls = idx.searcher.stats.knn_calls
+    rows_queried = idx.searcher.stats.rows_queried
     orphans = len(idx._orphans)  # noqa: SLF001 - reported for context
     held_before = _rss()
     del idx
@@ -175,8 +176,9 @@ def _run(ctx) -> dict:  # type: ignore[no-untyped-def]
         "raw_hnswlib_add_plus_oracle_knn_per_s": round(n_big / raw_s),
         "throughput_ratio": round(raw_s / stream_s, 3),
         "knn_calls": knn_calls,
+        "knn_rows_queried_per_log": round(rows_queried / n_big, 3),
         "unreachable_hnsw_elements_at_end": orphans,
-        "goal": ">= 0.7",
+        "goal": ">= 0.8",
         "exact_mode_logs_per_s": round(n_big / exact_s),
         "exact_mode_over_raw_hnswlib": round(raw_s / exact_s, 3),
         "hnsw_densities_bit_identical_to_exact_mode": bit_identical,
@@ -243,7 +245,7 @@ def _run(ctx) -> dict:  # type: ignore[no-untyped-def]
         "note": "DensityProcessor.process on demo traffic (4 functions, 384-d vectors or hashing embeddings), batches of 500",
     }
     out["goals_met"] = {
-        "throughput_ratio": out["throughput"]["throughput_ratio"] >= 0.7,
+        "throughput_ratio": out["throughput"]["throughput_ratio"] >= 0.8,
         "top50_agreement": out["exactness"]["top50_agreement"] >= 0.98,
         "max_relative_error": out["exactness"]["max_relative_error"] <= 1e-3,
         "speedup_vs_seed_python": out["speedup"]["speedup_vs_seed_python"] >= 100,

@@ -93,6 +93,29 @@ def test_evictions_subtract_and_reused_slots_stay_exact(dense) -> None:
     assert not idx.cols.live[gone[~np.isin(gone, more)]].any()
 
 
+def test_first_k_from_the_graph_links_saves_probing_rounds_and_stays_exact(dense, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows start at a k guessed from their level-0 links instead of a probe with initial_k and a
+    right-sized query after it: fewer rows asked, and the densities are still the exact ones."""
+
+    def build() -> tuple[FunctionIndex, np.ndarray]:
+        idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=256))
+        slots = np.concatenate(_insert(idx, dense.vectors, 0, [300]))
+        idx.evict(slots[::5])  # evictions search from the graph too
+        return idx, slots
+
+    hinted, slots = build()
+    monkeypatch.setattr(FunctionIndex, "_first_ks", lambda self, *args: None)
+    probing, _ = build()
+
+    kept = np.ones(len(dense.vectors), dtype=bool)
+    kept[::5] = False
+    ref, ref_count = exact_densities(dense.vectors[kept], EPS)
+    assert hinted.mode == "hnsw"
+    np.testing.assert_allclose(from_fixed(hinted.cols.density[slots[kept]]), ref, rtol=1e-4, atol=1e-4)
+    assert np.array_equal(hinted.cols.count[slots[kept]], ref_count)
+    assert hinted.searcher.stats.rows_queried < 0.75 * probing.searcher.stats.rows_queried
+
+
 def _canonical_densities(vectors: np.ndarray, epsilon: float) -> np.ndarray:
     """The exact mode's definition, pair by pair and independently of it: the dot product
     correctly rounded to float64 (math.fsum of exact products), inside when >= 1 - epsilon,
