@@ -40,6 +40,7 @@ from stream.contract.processing import (
 from stream.contract.topics import ALL, DLQ, INPUTS, TopicNames
 from stream.runtime import kafka, snapshots
 from stream.runtime.checkpointer import Checkpointer, Progress, SnapshotPolicy
+from stream.runtime.fetchwait import FetchWait
 from stream.runtime.metrics import MetricsServer, RuntimeMetrics
 from stream.runtime.services import supervise
 from stream.runtime.snapshots import Fingerprint, SnapshotError, SnapshotIndex
@@ -119,6 +120,8 @@ class Runtime:
         self._checkpointer: Checkpointer | None = None
         self._reader: AIOKafkaConsumer | None = None  # state snapshots
         self._prober: AIOKafkaConsumer | None = None  # reads back the input record a checkpoint names
+        self.fetch_wait: FetchWait | None = None  # made when the loop starts
+        self._lag_shown: dict[TopicPartition, int] = {}  # the lag gauge's value per partition, as last set
         self._cluster_id: str | None = None
         self._state_partitions = 0
         self._remote: dict[bytes, SnapshotIndex] = {}  # newest snapshot index per key, read at each assignment
@@ -259,9 +262,11 @@ class Runtime:
         assert self._consumer is not None and self._checkpointer is not None
         rt = self.settings.runtime
         last_commit = last_tick = time.monotonic()
+        self.fetch_wait = FetchWait(self._consumer, rt.fetch_max_wait_ms, rt.idle_fetch_max_wait_ms)
         while not self._stop.is_set():
             try:
                 batch = await self._consumer.getmany(timeout_ms=rt.poll_timeout_ms, max_records=rt.max_batch_records)
+                self.fetch_wait.saw(sum(len(records) for records in batch.values()))
             except NoOffsetForPartitionError:
                 # aiokafka looks for a committed offset as soon as a partition is assigned, racing
                 # our own positioning in _on_assigned; the seek there settles it.
@@ -457,7 +462,10 @@ class Runtime:
             if high is None:
                 continue
             position = self._progress.processed.get(tp, self._resume_min(tp))
-            self.metrics.lag.labels(self.names.logical(tp.topic), str(tp.partition)).set(max(0, high - position))
+            lag = max(0, high - position)
+            if self._lag_shown.get(tp) != lag:  # an idle loop polls 5x a second: set only what changed
+                self._lag_shown[tp] = lag
+                self.metrics.lag.labels(self.names.logical(tp.topic), str(tp.partition)).set(lag)
 
     def _resume_min(self, tp: TopicPartition) -> int:
         offsets = [off for (name, t), off in self._resume.items() if t == tp]
@@ -515,6 +523,7 @@ class Runtime:
             self.metrics.lag.remove(logical, str(tp.partition))
         except KeyError:
             pass
+        self._lag_shown.pop(tp, None)
         self._progress.forget([tp])
         assert self._checkpointer is not None
         self._checkpointer.forget([tp])

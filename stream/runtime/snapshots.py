@@ -193,6 +193,12 @@ async def write(
     return _Written(index, time.perf_counter() - started)
 
 
+def _unassign(consumer: AIOKafkaConsumer) -> None:
+    """Drop a by-hand assignment once read: an assigned partition is fetched again and again in the
+    background (about 20 empty fetches a second at a 50 ms wait), for as long as the runtime lives."""
+    consumer.unsubscribe()
+
+
 async def _read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], idle_timeout: float) -> list[Any]:
     """Every record of ``tps`` (already assigned and positioned) up to the fetch highwater."""
     from stream.runtime.kafka import at_highwater
@@ -218,9 +224,13 @@ async def latest_indexes(consumer: AIOKafkaConsumer, names: TopicNames, state_pa
         return {}
     tps = [TopicPartition(names.physical(STATE_INDEX), p) for p in sorted(state_partitions_)]
     consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
+    try:
+        await consumer.seek_to_beginning(*tps)
+        records = await _read_to_end(consumer, tps, idle_timeout=2.0)
+    finally:
+        _unassign(consumer)
     out: dict[bytes, SnapshotIndex] = {}
-    for r in await _read_to_end(consumer, tps, idle_timeout=2.0):
+    for r in records:
         if r.key is None:
             continue
         if r.value is None:
@@ -235,6 +245,13 @@ async def latest_indexes(consumer: AIOKafkaConsumer, names: TopicNames, state_pa
 
 async def fetch(consumer: AIOKafkaConsumer, names: TopicNames, index: SnapshotIndex, dest: Path, timeout: float = 60.0) -> int:
     """Write a snapshot's files into ``dest`` from its chunks; the bytes read.  SnapshotError when it is not whole."""
+    try:
+        return await _fetch(consumer, names, index, dest, timeout)
+    finally:
+        _unassign(consumer)
+
+
+async def _fetch(consumer: AIOKafkaConsumer, names: TopicNames, index: SnapshotIndex, dest: Path, timeout: float) -> int:
     if not index.chunks:
         _write_files(dest, index.files, iter(()))
         return 0
@@ -310,6 +327,13 @@ class Probe(msgspec.Struct, frozen=True):
 
 async def probe(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, timeout: float = 5.0) -> Probe:
     """Read the first record at or after ``offset`` of ``tp`` (the consumer resets no offsets by itself)."""
+    try:
+        return await _probe(consumer, tp, offset, timeout)
+    finally:
+        _unassign(consumer)
+
+
+async def _probe(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, timeout: float) -> Probe:
     from aiokafka.errors import OffsetOutOfRangeError
 
     consumer.assign([tp])

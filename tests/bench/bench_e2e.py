@@ -25,6 +25,8 @@ from 12 functions (the demo's vector functions, four times over under other name
   *selection* additionally waits for its partition's next evaluation window
   (``density.select_interval_s`` of event time, 5 s by default).
   Measured with the 384-d events and again with the demo functions' own 32-64-d ones.
+* ``idle_instance``: CPU seconds per second of an instance with nothing to read, with the longer
+  fetch wait once idle (``runtime.idle_fetch_max_wait_ms``) and without it, run side by side.
 * ``rss_per_100k_vectors``: the 1-instance run's RSS growth over its indexed logs.
 """
 
@@ -171,6 +173,35 @@ def _latency(broker: EmbeddedBroker, prefix: str, events: list, rate: float, scr
     }
 
 
+def _idle(broker: EmbeddedBroker, scratch: Path, seconds: float) -> dict:
+    """CPU an instance with nothing to read burns, with the longer idle fetch wait and without it: both
+    instances run at once (their own topics and groups) so that they see the same machine."""
+    variants = {"idle_fetch_wait_500ms": (), "idle_fetch_wait_off": ("runtime.idle_fetch_max_wait_ms=0",)}
+    procs = {}
+    for i, (name, sets) in enumerate(variants.items()):
+        names = TopicNames(f"idle{i}.")
+        asyncio.run(ensure_topics(broker.bootstrap, names, PARTITIONS))
+        procs[name] = ProcessorProcess(
+            broker.bootstrap, names.prefix, names.prefix, scratch / f"idle{i}", scratch / f"idle{i}.log", sets=(*SETS, *sets)
+        )
+    with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+        list(pool.map(lambda p: p.start(), procs.values()))
+    time.sleep(3.0)  # past the quiet second, start-up work done
+    cpu0 = {n: p.cpu_seconds() for n, p in procs.items()}
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    out = {n: round((p.cpu_seconds() - cpu0[n]) / elapsed, 4) for n, p in procs.items()}
+    for p in procs.values():
+        p.stop()
+    return {
+        "what": "CPU seconds per second of an instance whose 4 partitions get no records, measured together for "
+        f"{seconds:.0f} s",
+        "cpu_s_per_s": out,
+        "ratio_on_over_off": round(out["idle_fetch_wait_500ms"] / max(1e-9, out["idle_fetch_wait_off"]), 2),
+    }
+
+
 def _bare(broker: EmbeddedBroker, prefix: str, instances: int) -> dict:
     """Bare aiokafka consumers (one process each, one group) reading the same input topics: what the
     broker and the client deliver with no processing at all, the ceiling of the runs above."""
@@ -209,6 +240,8 @@ def run(ctx) -> dict:  # type: ignore[no-untyped-def]
     with broker("pace") as b:
         # The demo's pace (5-120 ms of event time between events): a selection every ~80 events per partition.
         demo_pace = _throughput(b, "pace.", _events(n, seed=5), 1, scratch)
+    with broker("idle") as b:
+        idle = _idle(b, scratch, 5.0 if ctx.quick else 15.0)
     with broker("lat384") as b:
         latency = _latency(b, "lat384.", _events(lat_n, seed=9, event_rate=1000.0), 1000.0, scratch)
     with broker("latb64") as b:
@@ -247,6 +280,7 @@ def run(ctx) -> dict:  # type: ignore[no-untyped-def]
         "latency_at_1k": latency,
         "latency_at_1k_native_dims": {**latency_native, "vector_dims": "32, 48, 64 (the demo functions' own)"},
         "latency_at_1k_vector_b64": {**latency_b64, "vector_encoding": "the same 384-d events with vector_b64 (base64 float32) instead of JSON floats"},
+        "idle_instance": idle,
         "rss_mb_per_100k_vectors": round(per_100k / 2**20, 1),
         "goals": {
             "events_per_s_1_instance": ">= 3000", "scaling_2_over_1": ">= 1.6 where cores allow", "p99_ms_at_1k": "< 250",

@@ -180,3 +180,37 @@ async def test_a_raising_tick_is_counted_and_consumption_goes_on(make_settings, 
     async with running(settings, [proc]) as rt:
         await wait_for(lambda: proc.seen >= 40, what="40 processed")
         assert metric(rt, "vt_processing_errors_total", processor="tickbomb") >= 1
+
+
+async def test_an_idle_consumer_fetches_less_often_and_a_record_brings_the_short_wait_back(make_settings, topics) -> None:
+    """Quiet partitions: after a second without records the fetch wait grows (fewer empty fetches);
+    the next record is still consumed and the short wait is back."""
+    settings = make_settings(runtime={"fetch_max_wait_ms": 50, "idle_fetch_max_wait_ms": 500})
+    gen = TrafficGenerator(seed=3, feedback_ratio=0.0)
+    echo = Echo()
+    async with running(settings, [echo]) as rt:
+        client = rt._consumer._client
+        fetches: list[float] = []
+        send = client.send
+
+        async def counting_send(node_id, request, *args, **kwargs):
+            if type(request).__name__.startswith("FetchRequest"):
+                fetches.append(asyncio.get_running_loop().time())
+            return await send(node_id, request, *args, **kwargs)
+
+        client.send = counting_send
+        await wait_for(lambda: rt.fetch_wait is not None and rt.fetch_wait.idle, what="the consumer to count as idle")
+        assert rt._consumer._fetcher._fetch_max_wait_ms == 500
+        start = len(fetches)
+        await asyncio.sleep(3.0)
+        idle_rate = (len(fetches) - start) / 3.0
+        # 500 ms held at the broker: about two fetches a second (20 at the short wait).
+        assert idle_rate <= 4.0, f"{idle_rate} fetches/s while idle"
+
+        await _produce(settings, [gen.execution() for _ in range(20)])
+        await wait_for(lambda: len(echo.seen) >= 20, what="records produced while idle consumed")
+        assert not rt.fetch_wait.idle and rt._consumer._fetcher._fetch_max_wait_ms == 50
+        start = len(fetches)
+        await asyncio.sleep(0.5)  # still within the quiet second: the short wait
+        busy_rate = (len(fetches) - start) / 0.5
+        assert busy_rate > idle_rate * 2, (busy_rate, idle_rate)

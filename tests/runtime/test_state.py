@@ -48,6 +48,8 @@ async def _run(settings, consumed: int) -> tuple[DensityProcessor, dict[str, flo
             timeout=120, what=f"{consumed} consumed",
         )
         await asyncio.sleep(1.5)  # anything more would show up now
+        # The state reader and the prober let go of what they read: nothing is fetched again in the background.
+        assert rt._reader.assignment() == set() and rt._prober.assignment() == set()
         figures = {
             source: metric(rt, "vt_state_restores_total", processor="density", topic="executions", source=source) for source in ("local", "kafka", "none")
         }
