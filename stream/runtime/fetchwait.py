@@ -25,18 +25,18 @@ QUIET_S = 1.0  # seconds without a record before the consumer counts as idle
 
 
 class FetchWait:
-    """Switches one consumer's fetch wait between ``busy_ms`` and ``idle_ms`` as records come and stop."""
+    """Switches one started consumer's fetch wait between ``busy_ms`` and ``idle_ms`` as records come and stop."""
 
     def __init__(self, consumer: Any, busy_ms: int, idle_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._consumer = consumer
+        fetcher = getattr(consumer, "_fetcher", None)  # noqa: SLF001 - aiokafka has no setter for the wait
+        self._fetcher = fetcher if hasattr(fetcher, "_fetch_max_wait_ms") else None
+        self.enabled = idle_ms > busy_ms and self._fetcher is not None
+        if idle_ms > busy_ms and self._fetcher is None:
+            log.info("this aiokafka has no fetch wait to change; idle fetches stay at %d ms", busy_ms)
         self._busy_ms, self._idle_ms = busy_ms, idle_ms
         self._clock = clock
         self._last_record = clock()
         self.idle = False
-
-    @property
-    def enabled(self) -> bool:
-        return self._idle_ms > self._busy_ms
 
     def saw(self, records: int) -> None:
         """Called after each poll with the number of records it returned."""
@@ -51,11 +51,5 @@ class FetchWait:
             self._set(self._idle_ms, idle=True)
 
     def _set(self, wait_ms: int, *, idle: bool) -> None:
-        fetcher = getattr(self._consumer, "_fetcher", None)  # noqa: SLF001 - aiokafka has no setter for the wait
-        if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
-            if self.enabled:
-                log.info("this aiokafka has no fetch wait to change; idle fetches stay at %d ms", self._busy_ms)
-            self._idle_ms = self._busy_ms  # disables it: do not look again
-            return
-        fetcher._fetch_max_wait_ms = wait_ms  # noqa: SLF001
+        self._fetcher._fetch_max_wait_ms = wait_ms  # type: ignore[union-attr]  # noqa: SLF001
         self.idle = idle

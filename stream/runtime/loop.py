@@ -121,7 +121,6 @@ class Runtime:
         self._reader: AIOKafkaConsumer | None = None  # state snapshots
         self._prober: AIOKafkaConsumer | None = None  # reads back the input record a checkpoint names
         self.fetch_wait: FetchWait | None = None  # made when the loop starts
-        self._lag_shown: dict[TopicPartition, int] = {}  # the lag gauge's value per partition, as last set
         self._cluster_id: str | None = None
         self._state_partitions = 0
         self._remote: dict[bytes, SnapshotIndex] = {}  # newest snapshot index per key, read at each assignment
@@ -462,10 +461,7 @@ class Runtime:
             if high is None:
                 continue
             position = self._progress.processed.get(tp, self._resume_min(tp))
-            lag = max(0, high - position)
-            if self._lag_shown.get(tp) != lag:  # an idle loop polls 5x a second: set only what changed
-                self._lag_shown[tp] = lag
-                self.metrics.lag.labels(self.names.logical(tp.topic), str(tp.partition)).set(lag)
+            self.metrics.lag.labels(self.names.logical(tp.topic), str(tp.partition)).set(max(0, high - position))
 
     def _resume_min(self, tp: TopicPartition) -> int:
         offsets = [off for (name, t), off in self._resume.items() if t == tp]
@@ -523,7 +519,6 @@ class Runtime:
             self.metrics.lag.remove(logical, str(tp.partition))
         except KeyError:
             pass
-        self._lag_shown.pop(tp, None)
         self._progress.forget([tp])
         assert self._checkpointer is not None
         self._checkpointer.forget([tp])

@@ -41,6 +41,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,10 +194,16 @@ async def write(
     return _Written(index, time.perf_counter() - started)
 
 
-def _unassign(consumer: AIOKafkaConsumer) -> None:
-    """Drop a by-hand assignment once read: an assigned partition is fetched again and again in the
-    background (about 20 empty fetches a second at a 50 ms wait), for as long as the runtime lives."""
-    consumer.unsubscribe()
+@contextmanager
+def _assigned(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> Iterator[None]:
+    """Assign ``tps`` by hand for one read and drop them after it: an assigned partition is fetched
+    again and again in the background (about 20 empty fetches a second at a 50 ms wait), for as
+    long as the runtime lives."""
+    consumer.assign(tps)
+    try:
+        yield
+    finally:
+        consumer.unsubscribe()
 
 
 async def _read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], idle_timeout: float) -> list[Any]:
@@ -223,12 +230,9 @@ async def latest_indexes(consumer: AIOKafkaConsumer, names: TopicNames, state_pa
     if not state_partitions_:
         return {}
     tps = [TopicPartition(names.physical(STATE_INDEX), p) for p in sorted(state_partitions_)]
-    consumer.assign(tps)
-    try:
+    with _assigned(consumer, tps):
         await consumer.seek_to_beginning(*tps)
         records = await _read_to_end(consumer, tps, idle_timeout=2.0)
-    finally:
-        _unassign(consumer)
     out: dict[bytes, SnapshotIndex] = {}
     for r in records:
         if r.key is None:
@@ -245,13 +249,6 @@ async def latest_indexes(consumer: AIOKafkaConsumer, names: TopicNames, state_pa
 
 async def fetch(consumer: AIOKafkaConsumer, names: TopicNames, index: SnapshotIndex, dest: Path, timeout: float = 60.0) -> int:
     """Write a snapshot's files into ``dest`` from its chunks; the bytes read.  SnapshotError when it is not whole."""
-    try:
-        return await _fetch(consumer, names, index, dest, timeout)
-    finally:
-        _unassign(consumer)
-
-
-async def _fetch(consumer: AIOKafkaConsumer, names: TopicNames, index: SnapshotIndex, dest: Path, timeout: float) -> int:
     if not index.chunks:
         _write_files(dest, index.files, iter(()))
         return 0
@@ -259,29 +256,29 @@ async def _fetch(consumer: AIOKafkaConsumer, names: TopicNames, index: SnapshotI
     wanted = {c.offset: c for c in index.chunks}
     last_offset = max(wanted)
     got: dict[int, bytes] = {}
-    consumer.assign([tp])
-    consumer.seek(tp, min(wanted))
-    deadline = time.monotonic() + timeout
-    read = 0
-    done = False
-    while not done:
-        if time.monotonic() > deadline:
-            raise SnapshotError(f"chunks of snapshot {index.snapshot_id} not read within {timeout:.0f}s ({len(got)}/{len(wanted)})")
-        batch = await consumer.getmany(tp, timeout_ms=500)
-        for r in batch.get(tp, []):
-            if r.offset in wanted and r.value is not None:
-                ref = wanted[r.offset]
-                if len(r.value) != ref.size or hashlib.sha256(r.value).hexdigest() != ref.sha256:
-                    raise SnapshotError(f"chunk at offset {r.offset} of snapshot {index.snapshot_id} does not match its digest")
-                got[r.offset] = r.value
-                read += len(r.value)
-            if r.offset >= last_offset:
-                done = True
-                break
-        if not batch:
-            high = consumer.highwater(tp)
-            if high is not None and high <= last_offset:
-                raise SnapshotError(f"the state topic ends at {high}, before the snapshot's last chunk ({last_offset})")
+    with _assigned(consumer, [tp]):
+        consumer.seek(tp, min(wanted))
+        deadline = time.monotonic() + timeout
+        read = 0
+        done = False
+        while not done:
+            if time.monotonic() > deadline:
+                raise SnapshotError(f"chunks of snapshot {index.snapshot_id} not read within {timeout:.0f}s ({len(got)}/{len(wanted)})")
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for r in batch.get(tp, []):
+                if r.offset in wanted and r.value is not None:
+                    ref = wanted[r.offset]
+                    if len(r.value) != ref.size or hashlib.sha256(r.value).hexdigest() != ref.sha256:
+                        raise SnapshotError(f"chunk at offset {r.offset} of snapshot {index.snapshot_id} does not match its digest")
+                    got[r.offset] = r.value
+                    read += len(r.value)
+                if r.offset >= last_offset:
+                    done = True
+                    break
+            if not batch:
+                high = consumer.highwater(tp)
+                if high is not None and high <= last_offset:
+                    raise SnapshotError(f"the state topic ends at {high}, before the snapshot's last chunk ({last_offset})")
     missing = [o for o in wanted if o not in got]
     if missing:
         raise SnapshotError(f"{len(missing)} chunk(s) of snapshot {index.snapshot_id} are gone (e.g. offset {missing[0]})")
@@ -327,28 +324,21 @@ class Probe(msgspec.Struct, frozen=True):
 
 async def probe(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, timeout: float = 5.0) -> Probe:
     """Read the first record at or after ``offset`` of ``tp`` (the consumer resets no offsets by itself)."""
-    try:
-        return await _probe(consumer, tp, offset, timeout)
-    finally:
-        _unassign(consumer)
-
-
-async def _probe(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, timeout: float) -> Probe:
     from aiokafka.errors import OffsetOutOfRangeError
 
-    consumer.assign([tp])
-    consumer.seek(tp, offset)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            batch = await consumer.getmany(tp, timeout_ms=300, max_records=1)
-        except OffsetOutOfRangeError:
-            start = (await consumer.beginning_offsets([tp]))[tp]
-            return Probe(before_start=offset < start, past_end=offset >= start)
-        records = batch.get(tp, [])
-        if records:
-            return Probe(record=records[0])
-        high = consumer.highwater(tp)
-        if high is not None and high <= offset:
-            return Probe(past_end=True)
-    return Probe()
+    with _assigned(consumer, [tp]):
+        consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                batch = await consumer.getmany(tp, timeout_ms=300, max_records=1)
+            except OffsetOutOfRangeError:
+                start = (await consumer.beginning_offsets([tp]))[tp]
+                return Probe(before_start=offset < start, past_end=offset >= start)
+            records = batch.get(tp, [])
+            if records:
+                return Probe(record=records[0])
+            high = consumer.highwater(tp)
+            if high is not None and high <= offset:
+                return Probe(past_end=True)
+        return Probe()
