@@ -20,8 +20,8 @@ LOCKED_EXTRAS = ("dev", "vectorwave-lite")  # what the Makefile installs
 
 
 def _pins(name: str) -> dict[str, tuple[str, int]]:
-    """package -> (version, number of hashes) of one lock file."""
-    text = (ROOT / "requirements" / name).read_text()
+    """package -> (version, number of hashes) of one lock file (path from the repository root)."""
+    text = (ROOT / name).read_text()
     pins: dict[str, tuple[str, int]] = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         m = re.match(r"([A-Za-z0-9_.\-\[\]]+)==([^\s\\;]+)", block)
@@ -37,26 +37,26 @@ def _requirements(*extras: str) -> list[Requirement]:
     return reqs
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("dev.txt", LOCKED_EXTRAS), ("runtime.txt", ())])
+@pytest.mark.parametrize(("lock", "extras"), [("requirements.txt", LOCKED_EXTRAS), ("requirements/runtime.txt", ())])
 def test_every_dependency_is_pinned_with_hashes_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
     pins = _pins(lock)
-    assert pins, f"requirements/{lock} pins nothing"
+    assert pins, f"{lock} pins nothing"
     unhashed = [name for name, (_v, hashes) in pins.items() if hashes == 0]
-    assert unhashed == [], f"pinned without a hash in requirements/{lock}: {unhashed}"
+    assert unhashed == [], f"pinned without a hash in {lock}: {unhashed}"
     for req in _requirements(*extras):
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req} is not in requirements/{lock}: run 'make lock'"
+        assert name in pins, f"{req} is not in {lock}: run 'make lock'"
         assert req.specifier.contains(pins[name][0], prereleases=True), (
-            f"requirements/{lock} pins {name}=={pins[name][0]} outside pyproject's {req}: run 'make lock'"
+            f"{lock} pins {name}=={pins[name][0]} outside pyproject's {req}: run 'make lock'"
         )
     for build in ("setuptools", "wheel"):  # the project is installed with --no-build-isolation
-        assert build in pins, f"the build backend {build} is not locked in requirements/{lock}"
+        assert build in pins, f"the build backend {build} is not locked in {lock}"
 
 
 def test_the_image_lock_agrees_with_the_development_lock() -> None:
-    dev, runtime = _pins("dev.txt"), _pins("runtime.txt")
+    dev, runtime = _pins("requirements.txt"), _pins("requirements/runtime.txt")
     differ = {n: (v, dev[n][0]) for n, (v, _h) in runtime.items() if n in dev and dev[n][0] != v}
-    assert differ == {}, f"runtime.txt and dev.txt pin different versions: {differ}"
+    assert differ == {}, f"requirements/runtime.txt and requirements.txt pin different versions: {differ}"
     assert set(runtime) <= set(dev)
 
 
@@ -65,13 +65,13 @@ def test_the_dockerfile_and_the_makefile_install_from_the_lock() -> None:
     assert "--require-hashes -r requirements/runtime.txt" in dockerfile
     assert "--no-deps --no-build-isolation ." in dockerfile
     makefile = (ROOT / "Makefile").read_text()
-    assert "LOCK        := requirements/dev.txt" in makefile and "--require-hashes -r $(LOCK)" in makefile
+    assert "LOCK        := requirements.txt" in makefile and "--require-hashes -r $(LOCK)" in makefile
     assert "--require-hashes --no-deps -r $(LOCK_NODEPS)" in makefile
 
 
 @pytest.mark.skipif(os.environ.get("VT_TEST_LATEST") == "1", reason="make test-latest runs without the lock on purpose")
 def test_this_venv_holds_exactly_the_locked_versions() -> None:
-    pins = {**_pins("dev.txt"), **_pins("vectorwave-nodeps.txt")}
+    pins = {**_pins("requirements.txt"), **_pins("requirements/vectorwave-nodeps.txt")}
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     wrong = {name: (installed.get(name), version) for name, (version, _h) in pins.items() if installed.get(name) != version}
     assert wrong == {}, f"installed (got, locked) differ: {wrong}; 'make test' installs the lock"
