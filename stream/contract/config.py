@@ -67,8 +67,9 @@ class RuntimeSettings:
     tick_interval_s: float = field(
         default=0.1,
         metadata={
-            "help": "fewest seconds between two rounds of the processors' time-driven work (tick(): idle evaluation, "
-            "debounced synthesis, training triggers), which run after a fetch once this has passed (0 = after every fetch)"
+            "help": "fewest seconds from the end of one round of the processors' time-driven work (tick(): idle "
+            "evaluation, debounced synthesis, training triggers) to the start of the next, which runs after a fetch once "
+            "this has passed (0 = after every fetch)"
         },
     )
     checkpoint_interval_s: float = field(

@@ -3,7 +3,9 @@
 * :func:`producer` — the one producer configuration: acks=all (an output counts once
   the broker has it), no idempotence (the embedded broker lacks it: outputs are
   idempotent by key instead) and the function partitioner (one function, one
-  partition, also for ``function/uuid`` keys);
+  partition, also for ``function/uuid`` keys); a partition's batch may fill a whole
+  request (aiokafka keeps one request in flight per broker and batches 16 KB by default:
+  two 8 KB records, a 384-d vector as JSON, to a round trip);
 * :func:`group_consumer` — the runtime's consumer in its group;
 * :func:`reader` — a consumer outside any group, for reading whole topics;
 * :func:`state_reader` — the runtime's own reader for state snapshots and checkpoint probes;
@@ -41,6 +43,7 @@ def producer(bootstrap: str, *, client_id: str, max_request_size: int = 1_048_57
         enable_idempotence=False,  # not supported by the embedded broker; outputs are idempotent by key instead
         linger_ms=linger_ms,
         max_request_size=max_request_size,
+        max_batch_size=max_request_size,
         partitioner=function_partitioner,
     )
 

@@ -282,14 +282,17 @@ class Runtime:
                 # acknowledged together: one broker round trip per fetch, not one per partition.
                 sent = [s for tp, records in batch.items() if (s := await self._handle(tp, records)) is not None]
                 await self._acknowledge(sent)
-                # Time-driven work runs at most every tick_interval_s, not after every batch.  Outputs a
+                # Time-driven work runs at most every tick_interval_s, not after every batch, counted from
+                # the end of the last round: a round that took longer than the interval (several syntheses
+                # due) still leaves records an interval of the worker before the next one, so rounds in a
+                # row cannot hold records back for their sum.  Outputs a
                 # stateful processor made from the wall clock (idle evaluation, debounced synthesis) are
                 # checkpointed at once: its state then says they are on their topics.  Only that
                 # processor's state is saved out of turn; the others wait for their interval.
                 ticked: set[str] = set()
                 if time.monotonic() - last_tick >= rt.tick_interval_s:
-                    last_tick = time.monotonic()
                     ticked = await self._tick()
+                    last_tick = time.monotonic()
                 self._update_lag()
                 if self._checkpointer.state_due():
                     await self._checkpointer.run(save_state=True)

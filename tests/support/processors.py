@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -89,6 +90,26 @@ class TickBomb(Processor):
 
     def tick(self, now: float) -> Result:
         raise RuntimeError("tick bug")
+
+
+class SlowTick(Processor):
+    """Its tick() takes ``tick_s`` seconds every time (several syntheses due at once) and notes when it ran."""
+
+    name: ClassVar[str] = "slowtick"
+    inputs: ClassVar[tuple[str, ...]] = ("executions",)
+
+    def __init__(self, tick_s: float) -> None:
+        self.tick_s = tick_s
+        self.ticks: list[tuple[float, float]] = []
+
+    def process(self, records: list[Record]) -> Result:
+        return Result()
+
+    def tick(self, now: float) -> Result:
+        started = time.monotonic()
+        time.sleep(self.tick_s)
+        self.ticks.append((started, time.monotonic()))
+        return Result()
 
 
 class DimensionCheck(Processor):
