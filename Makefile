@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 # Exact versions with hashes (see "Installing and the lock" in the README): `make venv`,
 # `make demo` and `make test` install requirements.txt (the lock), the Dockerfile requirements/runtime.txt.
 LOCK        := requirements.txt
+# The same pins in the standard lock format (PEP 751), made from $(LOCK) by `make lock`, for tools that read it.
+PYLOCK      := pylock.toml
 LOCK_NODEPS := requirements/vectorwave-nodeps.txt
 LOCK_INPUTS := pyproject.toml requirements/build.in requirements/vectorwave-nodeps.in
 # The lock tool itself, pinned: `make lock` puts it in its own venv.
@@ -42,13 +44,15 @@ lock: $(LOCK_INPUTS)
 	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/$(PIP) 'uv==$(UV_VERSION)'; }
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header \
 	  pyproject.toml requirements/build.in --extra dev --extra vectorwave-lite -o requirements.txt
+	$(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-header --format pylock.toml \
+	  $(LOCK) -o $(PYLOCK)
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header \
 	  pyproject.toml requirements/build.in -c requirements.txt -o requirements/runtime.txt
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header --no-deps \
 	  requirements/vectorwave-nodeps.in -o requirements/vectorwave-nodeps.txt
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header --find-links /opt/wheels \
 	  pyproject.toml requirements/models.in --extra models -c requirements.txt -o $(MODELS_LOCK)
-	@echo "lock refreshed: review 'git diff requirements.txt requirements/', run 'make test-latest' or 'make test', then commit"
+	@echo "lock refreshed: review 'git diff requirements.txt pylock.toml requirements/', run 'make test-latest' or 'make test', then commit"
 
 # No lock: what a fresh `pip install` of the package gets today, in a venv of its own.
 test-latest:

@@ -19,14 +19,14 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 LOCKED_EXTRAS = ("dev", "vectorwave-lite")  # what the Makefile installs
 
 
-def _pins(name: str) -> dict[str, tuple[str, int]]:
-    """package -> (version, number of hashes) of one lock file (path from the repository root)."""
+def _pins(name: str) -> dict[str, tuple[str, frozenset[str]]]:
+    """package -> (version, sha256 digests) of one lock file (path from the repository root)."""
     text = (ROOT / name).read_text()
-    pins: dict[str, tuple[str, int]] = {}
+    pins: dict[str, tuple[str, frozenset[str]]] = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         m = re.match(r"([A-Za-z0-9_.\-\[\]]+)==([^\s\\;]+)", block)
         if m:
-            pins[canonicalize_name(m.group(1).split("[")[0])] = (m.group(2), block.count("--hash=sha256:"))
+            pins[canonicalize_name(m.group(1).split("[")[0])] = (m.group(2), frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", block)))
     return pins
 
 
@@ -41,7 +41,7 @@ def _requirements(*extras: str) -> list[Requirement]:
 def test_every_dependency_is_pinned_with_hashes_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
     pins = _pins(lock)
     assert pins, f"{lock} pins nothing"
-    unhashed = [name for name, (_v, hashes) in pins.items() if hashes == 0]
+    unhashed = [name for name, (_v, hashes) in pins.items() if not hashes]
     assert unhashed == [], f"pinned without a hash in {lock}: {unhashed}"
     for req in _requirements(*extras):
         name = canonicalize_name(req.name)
@@ -58,6 +58,21 @@ def test_the_image_lock_agrees_with_the_development_lock() -> None:
     differ = {n: (v, dev[n][0]) for n, (v, _h) in runtime.items() if n in dev and dev[n][0] != v}
     assert differ == {}, f"requirements/runtime.txt and requirements.txt pin different versions: {differ}"
     assert set(runtime) <= set(dev)
+
+
+def test_pylock_toml_is_the_same_lock_in_the_standard_format() -> None:
+    """pylock.toml (PEP 751) is what `make lock` makes of requirements.txt: the same packages and
+    versions, and every file it names has a digest that requirements.txt allows."""
+    pylock = tomllib.loads((ROOT / "pylock.toml").read_text())
+    assert pylock["lock-version"] == "1.0"
+    pins = _pins("requirements.txt")
+    locked = {canonicalize_name(p["name"]): p["version"] for p in pylock["packages"]}
+    assert locked == {name: version for name, (version, _h) in pins.items()}, "pylock.toml and requirements.txt differ: run 'make lock'"
+    for package in pylock["packages"]:
+        files = [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]
+        assert files, f"pylock.toml names no file of {package['name']}"
+        allowed = pins[canonicalize_name(package["name"])][1]
+        assert {f["hashes"]["sha256"] for f in files} <= allowed, f"pylock.toml has a digest of {package['name']} that requirements.txt lacks"
 
 
 def test_the_dockerfile_and_the_makefile_install_from_the_lock() -> None:
@@ -85,4 +100,4 @@ def test_the_supported_python_versions_are_the_tested_ones() -> None:
     if os.environ.get("VT_TEST_LATEST") != "1":
         assert sys.version_info[:2] == (3, 11), "the lock is resolved for Python 3.11"
     lock_header = (ROOT / "Makefile").read_text()
-    assert lock_header.count("--python-version 3.11") == 4
+    assert lock_header.count("--python-version 3.11") == 5
