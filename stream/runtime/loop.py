@@ -285,10 +285,10 @@ class Runtime:
                 # Time-driven work runs at most every tick_interval_s, not after every batch, counted from
                 # the end of the last round: a round that took longer than the interval (several syntheses
                 # due) still leaves records an interval of the worker before the next one, so rounds in a
-                # row cannot hold records back for their sum.  Outputs a
-                # stateful processor made from the wall clock (idle evaluation, debounced synthesis) are
-                # checkpointed at once: its state then says they are on their topics.  Only that
-                # processor's state is saved out of turn; the others wait for their interval.
+                # row cannot hold records back for their sum.  Outputs a stateful processor made from the
+                # wall clock (idle evaluation, debounced synthesis) are checkpointed at once: its state then
+                # says they are on their topics.  Only that processor's state is saved out of turn; the
+                # others wait for their interval.
                 ticked: set[str] = set()
                 if time.monotonic() - last_tick >= rt.tick_interval_s:
                     ticked = await self._tick()

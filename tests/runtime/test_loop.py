@@ -15,8 +15,8 @@ from stream.contract.deadletter import REASONS
 from stream.runtime.kafka import read_topic
 from stream.tools.scrape import Scrape
 from stream.tools.traffic import BAD_KINDS, TrafficGenerator, produce_traffic
-from tests.support.processors import DimensionCheck, Echo, Explodes, Tally
-from tests.support.runtime import metric, running, wait_for
+from tests.support.processors import DimensionCheck, Echo, Explodes, SlowTick, Tally
+from tests.support.runtime import count_requests, metric, running, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -187,8 +187,6 @@ async def test_ticks_longer_than_their_interval_leave_the_interval_to_records(ma
     """tick_interval_s counts from the end of a round: rounds that take longer than it (several
     syntheses due) must not follow each other with only one fetch between them, or records wait for
     their sum (the 1k/s benchmark's p99 was 281-422 ms so, 182-190 ms after)."""
-    from tests.support.processors import SlowTick
-
     settings = make_settings(runtime={"tick_interval_s": 0.2})
     proc = SlowTick(tick_s=0.3)
     async with running(settings, [proc]):
@@ -204,16 +202,7 @@ async def test_an_idle_consumer_fetches_less_often_and_a_record_brings_the_short
     gen = TrafficGenerator(seed=3, feedback_ratio=0.0)
     echo = Echo()
     async with running(settings, [echo]) as rt:
-        client = rt._consumer._client
-        fetches: list[float] = []
-        send = client.send
-
-        async def counting_send(node_id, request, *args, **kwargs):
-            if type(request).__name__.startswith("FetchRequest"):
-                fetches.append(asyncio.get_running_loop().time())
-            return await send(node_id, request, *args, **kwargs)
-
-        client.send = counting_send
+        fetches = count_requests(rt._consumer._client, "FetchRequest")
         await wait_for(lambda: rt.fetch_wait is not None and rt.fetch_wait.idle, what="the consumer to count as idle")
         assert rt._consumer._fetcher._fetch_max_wait_ms == 500
         start = len(fetches)

@@ -8,6 +8,7 @@ import pytest
 
 from stream.contract.topics import EXECUTIONS
 from stream.runtime import kafka
+from tests.support.runtime import count_requests
 
 pytestmark = pytest.mark.broker
 
@@ -21,15 +22,7 @@ async def test_a_burst_of_8kb_records_shares_produce_requests(make_settings, top
     settings = make_settings()
     producer = kafka.producer(settings.bootstrap, client_id="batching-test")
     await producer.start()
-    requests: list[int] = []
-    send = producer.client.send
-
-    async def counting_send(node_id, request, *args, **kwargs):
-        if type(request).__name__.startswith("ProduceRequest"):
-            requests.append(node_id)
-        return await send(node_id, request, *args, **kwargs)
-
-    producer.client.send = counting_send
+    requests = count_requests(producer.client, "ProduceRequest")
     try:
         value = b"x" * 8_000
         futures = [await producer.send(topics.physical(EXECUTIONS), key=b"one_function", value=value) for _ in range(100)]

@@ -45,3 +45,18 @@ def metric(runtime: Runtime, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def count_requests(client: Any, kind: str) -> list[float]:
+    """Wrap an aiokafka client's ``send`` so that every request of ``kind`` (e.g. "FetchRequest",
+    "ProduceRequest", any version) it sends is noted, at the loop's time, in the returned list."""
+    sent: list[float] = []
+    send = client.send
+
+    async def counting_send(node_id: int, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(request).__name__.startswith(kind):
+            sent.append(asyncio.get_running_loop().time())
+        return await send(node_id, request, *args, **kwargs)
+
+    client.send = counting_send
+    return sent
