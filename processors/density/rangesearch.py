@@ -37,6 +37,8 @@ GUARD = 1e-4
 
 # Entries (query rows x database rows) per brute-force call, to bound memory.
 _BRUTE_CELLS = 1 << 22
+# Stored vectors converted to float64 at a time by the exact search (25 MB at 384-d).
+_DB_ROWS = 8192
 # Vector components gathered at a time when settling the pairs a search found.
 _PAIR_CELLS = 1 << 22
 
@@ -157,31 +159,41 @@ class RangeSearcher:
 
     # ------------------------------------------------------------------ matrix (exact mode)
     def matrix(self, db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, self_labels: np.ndarray) -> Neighbourhoods:
-        """Exact: float64 products of every query with every stored vector, canonically settled."""
+        """Exact: float64 products of every query with every stored vector, canonically settled.
+
+        The stored vectors are taken :data:`_DB_ROWS` at a time, so that their float64 copy
+        stays small however far past the threshold the index is while its graph is built.
+        """
         nq, n = len(queries), len(db)
         indptr = np.zeros(nq + 1, dtype=np.int64)
         if n == 0 or nq == 0:
             return Neighbourhoods(indptr, np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
         threshold = 1.0 - self.epsilon
         floor = threshold - dot_margin(db.shape[1])
-        db64 = db.astype(np.float64)
         db_labels = db_labels.astype(np.uint64, copy=False)
         self_labels = self_labels.astype(np.uint64, copy=False)
         rows_parts, label_parts, weight_parts = [], [], []
-        step = max(1, _BRUTE_CELLS // n)
-        for start in range(0, nq, step):
-            products = queries[start : start + step].astype(np.float64) @ db64.T
-            flat = np.flatnonzero(products >= floor)  # row-major; 10x faster than np.nonzero's two arrays
-            rows, cols = np.divmod(flat, n)
-            not_self = db_labels[cols] != self_labels[start + rows]
-            rows, cols = rows[not_self], cols[not_self]
-            inside, fixed = settle(products.ravel()[flat[not_self]], queries, start + rows, db, cols, threshold)
-            rows_parts.append(start + rows[inside])
-            label_parts.append(db_labels[cols[inside]])
-            weight_parts.append(fixed[inside])
-        rows = np.concatenate(rows_parts)  # ascending: flatnonzero walks row-major, chunks in order
+        for first in range(0, n, _DB_ROWS):
+            part = db[first : first + _DB_ROWS]
+            part64, width = part.astype(np.float64), len(part)
+            step = max(1, _BRUTE_CELLS // width)
+            for start in range(0, nq, step):
+                products = queries[start : start + step].astype(np.float64) @ part64.T
+                flat = np.flatnonzero(products >= floor)  # row-major; 10x faster than np.nonzero's two arrays
+                rows, cols = np.divmod(flat, width)
+                not_self = db_labels[first + cols] != self_labels[start + rows]
+                rows, cols = rows[not_self], cols[not_self]
+                inside, fixed = settle(products.ravel()[flat[not_self]], queries, start + rows, part, cols, threshold)
+                rows_parts.append(start + rows[inside])
+                label_parts.append(db_labels[first + cols[inside]])
+                weight_parts.append(fixed[inside])
+            del part64
+        rows, labels, weights = np.concatenate(rows_parts), np.concatenate(label_parts), np.concatenate(weight_parts)
+        if n > _DB_ROWS:  # rows ascend within a part of the stored vectors: merge the parts, columns in order
+            order = np.argsort(rows, kind="stable")
+            rows, labels, weights = rows[order], labels[order], weights[order]
         np.cumsum(np.bincount(rows, minlength=nq), out=indptr[1:])
-        return Neighbourhoods(indptr, np.concatenate(label_parts), np.concatenate(weight_parts))
+        return Neighbourhoods(indptr, labels, weights)
 
     # ------------------------------------------------------------------ HNSW
     def hnsw(

@@ -390,3 +390,26 @@ def test_a_dropped_or_closed_index_stops_its_builder() -> None:
     del idx
     builder._thread.join(timeout=5)
     assert not builder._thread.is_alive()
+
+
+def test_a_process_that_exits_while_a_graph_is_built_exits_cleanly() -> None:
+    """The builder thread is inside hnswlib when the interpreter exits: it must be waited for,
+    not killed there (that aborts the process: 'terminate called without an active exception')."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from processors.density.index import SUCCESS, FunctionIndex, IndexParams\n"
+        "from tests.support.density import clustered\n"
+        "v = clustered(6000, 384, 8, seed=5).vectors\n"
+        "idx = FunctionIndex(384, IndexParams(exact_threshold=8000, foreground_build_max=0))\n"
+        "ids = np.arange(6000, dtype=np.int64)\n"
+        "idx.insert(v, ids, ids, ids, np.full(6000, SUCCESS, np.uint8), [None] * 6000)\n"
+        "assert idx._builder is not None and not idx._builder.done()\n"
+        "print('exiting mid-build', flush=True)\n"
+    )
+    for _ in range(3):  # the old way failed most times, not every time
+        res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=120)
+        assert res.stdout.strip() == "exiting mid-build", res.stderr
+        assert res.returncode == 0, res.stderr
