@@ -102,6 +102,8 @@ def extract(
     The seed's offline extractor.  Same engine and settings (-c density.epsilon=0.25 ...)
     as 'run'.
     """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from processors.density.embedder import EmbedderError
     from processors.density.extract import extract as run_extract
 
@@ -109,14 +111,22 @@ def extract(
     if not input_path.is_file():
         console.print(f"[red]{input_path} is not a file[/red]")
         raise typer.Exit(2)
-    try:
-        report = run_extract(
-            input_path, out_path, s.density, chatml_only=chatml_only, rejects_path=rejects,
-            max_bytes=s.runtime.max_message_bytes, max_vector_dim=s.runtime.max_vector_dim,
-        )
-    except EmbedderError as exc:
-        console.print(f"[red]embedder error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    # On stderr, and gone when done: the table below is what stays.
+    with Progress(
+        TextColumn("[bold]indexing[/bold]"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[lines]} lines"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("extract", total=input_path.stat().st_size, lines=0)
+        try:
+            report = run_extract(
+                input_path, out_path, s.density, chatml_only=chatml_only, rejects_path=rejects,
+                max_bytes=s.runtime.max_message_bytes, max_vector_dim=s.runtime.max_vector_dim,
+                progress=lambda done, lines: bar.update(task, completed=done, lines=lines),
+            )
+        except EmbedderError as exc:
+            bar.stop()
+            console.print(f"[red]embedder error:[/red] {exc}")
+            raise typer.Exit(2) from None
     from rich.table import Table
 
     table = Table("function", "steady", "anomaly", title=f"golden set written to {out_path}", title_justify="left")

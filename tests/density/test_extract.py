@@ -34,8 +34,16 @@ def _write_logs(path: Path, n: int = 1500) -> list:
 
 def test_extract_writes_the_golden_set_the_stream_processor_selects(tmp_path: Path) -> None:
     items = _write_logs(tmp_path / "logs.jsonl")
-    report = extract(tmp_path / "logs.jsonl", tmp_path / "golden.jsonl", SETTINGS, rejects_path=tmp_path / "rejects.jsonl")
+    seen: list[tuple[int, int]] = []
+    report = extract(
+        tmp_path / "logs.jsonl", tmp_path / "golden.jsonl", SETTINGS, rejects_path=tmp_path / "rejects.jsonl",
+        progress=lambda done, lines: seen.append((done, lines)),
+    )
     assert report.lines == len(items) + 1 and report.rejected == {"malformed_json": 1}
+    # Progress after every batch of 500 logs (the broken line is read, not indexed) and at the end,
+    # in bytes of the file read so far.
+    assert [lines for _, lines in seen] == [501, 1001, 1501, 1501] and seen == sorted(seen)
+    assert seen[-1] == ((tmp_path / "logs.jsonl").stat().st_size, report.lines)
     samples = [msgspec.json.decode(line, type=GoldenSample) for line in (tmp_path / "golden.jsonl").read_bytes().splitlines()]
     assert samples and {s.strategy for s in samples} == {"steady", "anomaly"}
     assert json.loads((tmp_path / "rejects.jsonl").read_text())["line"] == 12
