@@ -9,7 +9,8 @@ array, so the bytes are read where hnswlib keeps them.
 
 Nothing here is trusted blindly: the object layout is the one of hnswlib 0.8.0's
 ``HierarchicalNSW`` behind pybind11's simple instance, and it is used only after
-(1) a probe index built once per process shows that the view gives the very bytes
+(1) a probe index built once per process, whose every pointer is checked to lead into
+readable memory before it is followed, shows that the view gives the very bytes
 ``__getstate__`` copies, and (2) every call finds the index's own sizes (capacity,
 element count, M, ef_construction, ef, dimension, offsets) where the layout says they
 are.  Any mismatch gives None, and callers take the copy as before.
@@ -45,33 +46,54 @@ def _words(address: int, n: int) -> list[int]:
     return list((ctypes.c_size_t * n).from_address(address))
 
 
-def _fields(index: hnswlib.Index) -> list[int] | None:
-    """The HierarchicalNSW words of ``index`` when they hold its own sizes where the layout says."""
-    value = _words(id(index), _VALUE_PTR + 1)[_VALUE_PTR]
-    if value == 0:
+def _readable(address: int, size: int) -> bool:
+    """``size`` bytes at ``address`` lie in one readable mapping of this process (Linux; else False)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                span, perms = line.split(None, 2)[:2]
+                low, high = (int(x, 16) for x in span.split("-"))
+                if low <= address and address + size <= high:
+                    return perms.startswith("r")
+    except OSError:
+        pass
+    return False
+
+
+def _fields(index: hnswlib.Index, check_pointers: bool = False) -> list[int] | None:
+    """The HierarchicalNSW words of ``index`` when they hold its own sizes where the layout says.
+
+    With ``check_pointers`` (the probe: the layout is not confirmed yet), every pointer is
+    checked to lead into readable memory before it is followed, so that another layout
+    gives None instead of a crash.
+    """
+    value, words = _words(id(index), _VALUE_PTR + 1)[_VALUE_PTR], max(_INDEX_DIM, _INDEX_ALG) + 1
+    if value == 0 or (check_pointers and not _readable(value, _WORD * words)):
         return None
-    head = _words(value, _INDEX_ALG + 1)
+    head = _words(value, words)
     if head[_INDEX_DIM] & 0xFFFFFFFF != index.dim or head[_INDEX_ALG] == 0:
+        return None
+    if check_pointers and not _readable(head[_INDEX_ALG], _WORD * _ALG_WORDS):
         return None
     w = _words(head[_INDEX_ALG], _ALG_WORDS)
     dim = index.dim
     max_m0 = w[8]
+    links = 4 + 4 * max_m0  # a level-0 link list: its count, then max_m0 ids; the vector and the label follow
     expected = {
-        1: index.get_max_elements(), 2: index.get_current_count(), 6: index.M, 8: 2 * index.M,
-        9: index.ef_construction, 10: index.ef,
-        28: 4 + 4 * max_m0, 29: 0, 30: 4 + 4 * max_m0 + 4 * dim, 3: 4 + 4 * max_m0 + 4 * dim + 8, 27: 4 + 4 * max_m0,
+        1: index.get_max_elements(), 2: index.get_current_count(), 3: links + 4 * dim + 8, 6: index.M, 8: 2 * index.M,
+        9: index.ef_construction, 10: index.ef, 27: links, 28: links, 29: 0, 30: links + 4 * dim,
     }
     if any(w[i] != v for i, v in expected.items()) or w[31] == 0:
         return None
     return w
 
 
-def _view_of(index: hnswlib.Index) -> tuple[np.ndarray, int, int, int, int] | None:
-    w = _fields(index)
+def _view_of(index: hnswlib.Index, check_pointers: bool = False) -> tuple[np.ndarray, int, int, int, int] | None:
+    w = _fields(index, check_pointers)
     if w is None:
         return None
     count, per = w[2], w[3]
-    if count == 0:
+    if count == 0 or (check_pointers and not _readable(w[31], count * per)):
         return None
     buffer = (ctypes.c_uint8 * (count * per)).from_address(w[31])
     block = np.frombuffer(buffer, dtype=np.uint8).reshape(count, per)
@@ -88,7 +110,7 @@ def _layout_confirmed() -> bool:
     probe.add_items(rng.standard_normal((41, 12)).astype(np.float32), np.arange(41, dtype=np.uint64) * 7 + 5, num_threads=1)
     probe.mark_deleted(12)
     probe.resize_index(90)
-    got = _view_of(probe)
+    got = _view_of(probe, check_pointers=True)
     if got is None:
         return False
     block, offset, label_offset, max_m0, entry = got

@@ -118,3 +118,16 @@ def test_level0_of_an_unviewable_index_falls_back_to_the_copy(monkeypatch: pytes
     assert viewed is not None and copied is not None
     assert np.array_equal(viewed.block, copied.block) and np.array_equal(viewed.labels, copied.labels)
     assert np.array_equal(viewed.vectors(np.arange(60)), copied.vectors(np.arange(60)))
+
+
+@pytest.mark.parametrize("word, at", [("_INDEX_ALG", 5), ("_VALUE_PTR", 1), ("_INDEX_ALG", 3)])
+def test_a_layout_that_is_not_the_known_one_is_refused_by_the_probe_without_a_crash(
+    monkeypatch: pytest.MonkeyPatch, word: str, at: int
+) -> None:
+    """Each of these reads the wrong word as a pointer (the probe's seed, the Python type, part of a
+    string): the probe checks a pointer leads into readable memory before following it."""
+    import processors.density.level0view as view_module
+
+    assert view_module._layout_confirmed.__wrapped__() is True
+    monkeypatch.setattr(view_module, word, at)
+    assert view_module._layout_confirmed.__wrapped__() is False
