@@ -41,7 +41,7 @@ import hnswlib
 import msgspec
 import numpy as np
 
-from .level0view import level0_view
+from .level0view import level0_copy, level0_view
 from .rangesearch import Neighbourhoods, RangeSearcher, merge, symmetrize
 from .vectors import exact_fixed
 
@@ -141,20 +141,11 @@ class _Level0:
     @classmethod
     def of(cls, index: hnswlib.Index, dim: int) -> _Level0 | None:
         """None when the layout is not the one this code reads (another hnswlib version)."""
-        view = level0_view(index)
-        if view is not None:
-            block, off, lab, max_m0, entry = view
-            if lab - off == 4 * dim:
-                labels = np.ascontiguousarray(block[:, lab : lab + 8]).view(np.uint64).ravel()
-                return cls(block, off, lab, max_m0, entry, labels)
-        state = index.__getstate__()[0]
-        per, count = int(state["size_data_per_element"]), int(state["cur_element_count"])
-        off, lab, max_m0 = int(state["offset_data"]), int(state["label_offset"]), int(state["max_M0"])
-        if state["dim"] != dim or lab - off != 4 * dim or off != 4 + 4 * max_m0:
+        block, off, lab, max_m0, entry = level0_view(index) or level0_copy(index)
+        if lab - off != 4 * dim or off != 4 + 4 * max_m0:
             return None
-        block = np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
         labels = np.ascontiguousarray(block[:, lab : lab + 8]).view(np.uint64).ravel()
-        return cls(block, off, lab, max_m0, int(state["enterpoint_node"]), labels)
+        return cls(block, off, lab, max_m0, entry, labels)
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         dim = (self.label_offset - self.offset) // 4
@@ -303,7 +294,7 @@ class FunctionIndex:
         # Live HNSW elements no level-0 link points to (search cannot reach them) and their vectors.
         self._orphans = np.empty(0, dtype=np.uint64)
         self._orphan_vectors = np.zeros((0, dim), dtype=np.float32)
-        self._level0_copy: _Level0 | None = None  # see _level0
+        self._level0_read: _Level0 | None = None  # see _level0
         # Exact mode past the threshold: the HNSW graph being built off the worker (see _Builder).
         self._builder: _Builder | None = None
         self._stop_builder: Callable[[], object] = lambda: None
@@ -376,18 +367,20 @@ class FunctionIndex:
         return level0.vectors(level0.rows_of(elems))
 
     def _level0(self) -> _Level0 | None:
-        """A copy of hnswlib's level-0 block, taken once per change of the graph (None: unexpected layout).
+        """hnswlib's level-0 block (a view or a copy, see :class:`_Level0`), read once per change of
+        the graph (None: unexpected layout).
 
-        Dropped at the end of each insert and eviction (:meth:`_graph_changed`), so it is
-        a temporary of those calls, not memory the index keeps.
+        Dropped whenever hnswlib changes the graph (:meth:`_graph_changed`: a view would then
+        point at moved memory) and at the end of each insert and eviction, so it is a temporary
+        of those calls, not memory the index keeps.
         """
         assert self._hnsw is not None
-        if self._level0_copy is None:
-            self._level0_copy = _Level0.of(self._hnsw, self.dim)
-        return self._level0_copy
+        if self._level0_read is None:
+            self._level0_read = _Level0.of(self._hnsw, self.dim)
+        return self._level0_read
 
     def _graph_changed(self) -> None:
-        self._level0_copy = None
+        self._level0_read = None
 
     def _find_orphans(self) -> None:
         """Find live elements that HNSW search cannot reach: no level-0 link points to them.
@@ -735,15 +728,13 @@ class FunctionIndex:
         if level0 is None or searcher is not self.searcher:  # counts are of the index's own radius
             return None
         rows = level0.rows_of(self_elems)
-        if len(rows) <= _HINT_ROWS:
-            return self._first_ks_of(level0, queries, rows, searcher.epsilon, searcher.hint_factor)
         # A block of rows at a time: their links' vectors (32 per row) are gathered in one array.
         return np.concatenate([
-            self._first_ks_of(level0, queries[a : a + _HINT_ROWS], rows[a : a + _HINT_ROWS], searcher.epsilon, searcher.hint_factor)
-            for a in range(0, len(rows), _HINT_ROWS)
+            self._first_ks_of(level0, queries[a : a + _HINT_ROWS], rows[a : a + _HINT_ROWS], searcher)
+            for a in range(0, max(len(rows), 1), _HINT_ROWS)
         ])
 
-    def _first_ks_of(self, level0: _Level0, queries: np.ndarray, rows: np.ndarray, epsilon: float, hint_factor: float) -> np.ndarray:
+    def _first_ks_of(self, level0: _Level0, queries: np.ndarray, rows: np.ndarray, searcher: RangeSearcher) -> np.ndarray:
         width = min(_HINT_LINKS, level0.max_m0)
         block = level0.block
         lengths = np.ascontiguousarray(block[rows, 0:2]).view(np.uint16).ravel().astype(np.int64)
@@ -755,9 +746,9 @@ class FunctionIndex:
         slots = self.slots_of(labels)
         # Links to deleted elements, or to elements whose first log has left, are not read.
         known = (self.cols.live[slots] & (self.labels(slots) == labels)).reshape(valid.shape)
-        inside = valid & known & (near >= 1.0 - epsilon)
+        inside = valid & known & (near >= 1.0 - searcher.epsilon)
         counts = np.where(inside, self.cols.count[slots].reshape(inside.shape), 0)
-        return np.where(inside.any(axis=1), counts.max(axis=1) * hint_factor + 8.0, 0.0)
+        return np.where(inside.any(axis=1), counts.max(axis=1) * searcher.hint_factor + 8.0, 0.0)
 
     def _self_weight(self, elem: int, vector: np.ndarray) -> int:
         """The similarity of two copies of an element's vector: the canonical value, as the
@@ -818,7 +809,7 @@ class FunctionIndex:
         np.add.at(c.count, nbr[outside], np.int32(sign))
 
     def _collect(self, stats: BatchStats, started: float) -> None:
-        self._level0_copy = None  # a temporary of the call that ends here (see _level0)
+        self._level0_read = None  # a temporary of the call that ends here (see _level0)
         s = self.searcher.stats
         stats.cap_hits, stats.brute_rows = s.cap_hits, s.brute_rows
         s.cap_hits = s.brute_rows = 0

@@ -101,6 +101,14 @@ def _view_of(index: hnswlib.Index, check_pointers: bool = False) -> tuple[np.nda
     return block, w[28], w[30], w[8], w[26] & 0xFFFFFFFF
 
 
+def level0_copy(index: hnswlib.Index) -> tuple[np.ndarray, int, int, int, int]:
+    """What :func:`level0_view` gives, copied from hnswlib's pickling state (any hnswlib layout)."""
+    state = index.__getstate__()[0]
+    count, per = int(state["cur_element_count"]), int(state["size_data_per_element"])
+    block = np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
+    return block, int(state["offset_data"]), int(state["label_offset"]), int(state["max_M0"]), int(state["enterpoint_node"])
+
+
 @functools.cache
 def _layout_confirmed() -> bool:
     """Once per process: a small index read both ways gives the same bytes and fields."""
@@ -113,15 +121,9 @@ def _layout_confirmed() -> bool:
     got = _view_of(probe, check_pointers=True)
     if got is None:
         return False
-    block, offset, label_offset, max_m0, entry = got
-    state = probe.__getstate__()[0]
-    count, per = int(state["cur_element_count"]), int(state["size_data_per_element"])
-    copied = np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
-    return bool(
-        block.shape == copied.shape and np.array_equal(block, copied)
-        and (offset, label_offset, max_m0, entry)
-        == (int(state["offset_data"]), int(state["label_offset"]), int(state["max_M0"]), int(state["enterpoint_node"]))
-    )
+    block, *fields = got
+    copied, *copied_fields = level0_copy(probe)
+    return block.shape == copied.shape and bool(np.array_equal(block, copied)) and fields == copied_fields
 
 
 def level0_view(index: hnswlib.Index) -> tuple[np.ndarray, int, int, int, int] | None:
