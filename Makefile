@@ -8,13 +8,16 @@ LOCK        := requirements.txt
 # The same pins in the standard lock format (PEP 751), made from $(LOCK) by `make lock`, for tools that read it.
 PYLOCK      := pylock.toml
 LOCK_NODEPS := requirements/vectorwave-nodeps.txt
-LOCK_INPUTS := pyproject.toml requirements/build.in requirements/vectorwave-nodeps.in
+# What building the lock's source-only packages (hnswlib) takes, locked too: installed first, then
+# the lock with --no-build-isolation, so no unpinned build tool comes from the registry.
+LOCK_BUILD  := requirements/build-sdists.txt
+LOCK_INPUTS := pyproject.toml requirements/build.in requirements/vectorwave-nodeps.in requirements/build-sdists.in
 # The lock tool itself, pinned: `make lock` puts it in its own venv.
 UV_VERSION  ?= 0.13.9
 LOCK_VENV   ?= .venv-lock
 PIP    := python -m pip install --quiet --disable-pip-version-check
 # Re-install whenever the lock (or the project) changes.
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) $(LOCK_NODEPS) | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK_BUILD) $(LOCK) $(LOCK_NODEPS) | cksum | cut -d' ' -f1)
 
 MODELS_LOCK := requirements/models.txt
 
@@ -32,9 +35,10 @@ help:
 venv: $(STAMP)
 
 # Everything from the lock, hashes checked; then the project itself without touching the network.
-$(STAMP): pyproject.toml $(LOCK) $(LOCK_NODEPS)
+$(STAMP): pyproject.toml $(LOCK_BUILD) $(LOCK) $(LOCK_NODEPS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/$(PIP) --require-hashes -r $(LOCK)
+	$(BIN)/$(PIP) --require-hashes -r $(LOCK_BUILD)
+	$(BIN)/$(PIP) --no-build-isolation --require-hashes -r $(LOCK)
 	$(BIN)/$(PIP) --require-hashes --no-deps -r $(LOCK_NODEPS)
 	$(BIN)/$(PIP) --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
@@ -50,6 +54,8 @@ lock: $(LOCK_INPUTS)
 	  pyproject.toml requirements/build.in -c requirements.txt -o requirements/runtime.txt
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header --no-deps \
 	  requirements/vectorwave-nodeps.in -o requirements/vectorwave-nodeps.txt
+	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header \
+	  requirements/build-sdists.in -c requirements.txt -o $(LOCK_BUILD)
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header --find-links /opt/wheels \
 	  pyproject.toml requirements/models.in --extra models -c requirements.txt -o $(MODELS_LOCK)
 	@echo "lock refreshed: review 'git diff requirements.txt pylock.toml requirements/', run 'make test-latest' or 'make test', then commit"

@@ -84,6 +84,25 @@ def test_the_dockerfile_and_the_makefile_install_from_the_lock() -> None:
     assert "--require-hashes --no-deps -r $(LOCK_NODEPS)" in makefile
 
 
+def test_the_tools_that_build_the_source_only_packages_are_locked_and_installed_first() -> None:
+    """A package the lock has only as source (no wheel digest: hnswlib) is built at install time; what
+    its build needs is pinned with hashes in requirements/build-sdists.txt, at the lock's versions
+    where the lock has them, and both installs use it instead of an isolated build environment."""
+    build = _pins("requirements/build-sdists.txt")
+    assert {"setuptools", "wheel", "numpy", "pybind11"} <= set(build)  # hnswlib 0.8.0's build-system.requires
+    assert all(digests for _v, digests in build.values())
+    for lock in ("requirements.txt", "requirements/runtime.txt"):
+        pins = _pins(lock)
+        assert {n: v for n, (v, _h) in build.items() if n in pins and pins[n][0] != v} == {}, f"{lock} and build-sdists.txt differ"
+        assert "hnswlib" in pins and len(pins["hnswlib"][1]) == 1  # still the one sdist this lock builds
+    makefile = (ROOT / "Makefile").read_text()
+    assert makefile.index("--require-hashes -r $(LOCK_BUILD)") < makefile.index("--no-build-isolation --require-hashes -r $(LOCK)")
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert dockerfile.index("--require-hashes -r requirements/build-sdists.txt") < dockerfile.index(
+        "--no-build-isolation --require-hashes -r requirements/runtime.txt"
+    )
+
+
 @pytest.mark.skipif(os.environ.get("VT_TEST_LATEST") == "1", reason="make test-latest runs without the lock on purpose")
 def test_this_venv_holds_exactly_the_locked_versions() -> None:
     pins = {**_pins("requirements.txt"), **_pins("requirements/vectorwave-nodeps.txt")}
@@ -100,4 +119,4 @@ def test_the_supported_python_versions_are_the_tested_ones() -> None:
     if os.environ.get("VT_TEST_LATEST") != "1":
         assert sys.version_info[:2] == (3, 11), "the lock is resolved for Python 3.11"
     lock_header = (ROOT / "Makefile").read_text()
-    assert lock_header.count("--python-version 3.11") == 5
+    assert lock_header.count("--python-version 3.11") == lock_header.count("uv pip compile") == 6  # every lock `make lock` writes
