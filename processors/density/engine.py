@@ -376,7 +376,7 @@ class PartitionEngine:
                     chosen[msgspec.msgpack.decode(payload)[0]] = (strategy, s)
             pins = {u for u, d in decided.items() if d == PIN}
             if pins:
-                for uuid, s in _pinned(index, pins):
+                for uuid, s in _live_slots_of(index, pins):
                     if uuid in chosen:
                         strategy = chosen[uuid][0]
                     else:  # not selected on its own: named after the side of the anomaly cut it is on
@@ -473,8 +473,8 @@ class PartitionEngine:
             index = fn.index
             if index is None:
                 continue
-            live = index.live_slots()
-            slot_of = {uuid: s for s, uuid in zip(live.tolist(), _uuids(index, live), strict=True) if uuid is not None}
+            # Only the published logs' slots: decoding every live log's uuid held ~30 MB at 100k logs.
+            slot_of = dict(_live_slots_of(index, set(fn.published)))
 
             def rank(item: tuple[str, str], index: FunctionIndex = index, slot_of: dict[str, int] = slot_of) -> tuple[bool, int, str]:
                 uuid, strategy = item  # steady first, then by density (densest first)
@@ -580,11 +580,6 @@ class PartitionEngine:
                 self.functions[m.name] = FunctionState(m.name, published=stale, dirty=True)
 
 
-def _uuids(index: FunctionIndex, slots: np.ndarray) -> list[str | None]:
-    """The uuid of each slot's log (None when its payload is not kept: not SUCCESS)."""
-    return _payload_fields(index, slots)[0]
-
-
 def _payload_fields(index: FunctionIndex, slots: np.ndarray) -> tuple[list[str | None], list[Any]]:
     """The uuid and the inputs of each slot's log (None when its payload is not kept: not SUCCESS)."""
     uuids: list[str | None] = []
@@ -624,8 +619,8 @@ def _plain(strategy: str) -> str:
     return strategy.removesuffix(_PINNED)
 
 
-def _pinned(index: FunctionIndex, uuids: set[str]) -> list[tuple[str, int]]:
-    """(uuid, slot) of the live SUCCESS logs among ``uuids`` (pinned ones), in slot order."""
+def _live_slots_of(index: FunctionIndex, uuids: set[str]) -> list[tuple[str, int]]:
+    """(uuid, slot) of the live SUCCESS logs among ``uuids`` (pinned or published ones), in slot order."""
     live = index.live_slots()
     if len(live) == 0:
         return []

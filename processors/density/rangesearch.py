@@ -23,7 +23,7 @@ that is 10-50x cheaper than k-NN with a large k.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import hnswlib
@@ -35,12 +35,16 @@ from .vectors import dot_margin, settle
 # dimensions in use: candidates are taken this far beyond the radius, then settled.
 GUARD = 1e-4
 
-# Entries (query rows x database rows) per brute-force call, to bound memory.
-_BRUTE_CELLS = 1 << 22
-# Stored vectors converted to float64 at a time by the exact search (25 MB at 384-d).
-_DB_ROWS = 8192
+# Temporaries are bounded so that a batch's work stays a small part of what the index holds
+# (issue 20: 100k logs of one function within 2.5 KB each, peak included).
+# Entries (query rows x database rows) per brute-force call or exact product (8 MB in float64).
+_BRUTE_CELLS = 1 << 20
+# Stored vectors converted to float64 at a time by the exact search (12 MB at 384-d).
+_DB_ROWS = 4096
 # Vector components gathered at a time when settling the pairs a search found.
-_PAIR_CELLS = 1 << 22
+_PAIR_CELLS = 1 << 20
+# Answers (query rows x k) per hnswlib k-NN call: ~3 MB of labels and distances.
+_KNN_CELLS = 1 << 18
 
 
 @dataclass(slots=True)
@@ -137,25 +141,24 @@ class RangeSearcher:
         self, db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, self_labels: np.ndarray
     ) -> Neighbourhoods:
         """Exact: every database vector is compared with every query."""
-        groups = self._brute_groups(db, db_labels, queries, np.arange(len(queries)))
-        return self._finish(groups, queries, self_labels, _lookup(db, db_labels))
+        candidates = _Candidates(self.epsilon + GUARD, self_labels)
+        self._brute_candidates(db, db_labels, queries, np.arange(len(queries)), candidates)
+        return self._finish(candidates, queries, _lookup(db, db_labels))
 
-    def _brute_groups(
-        self, db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, rows: np.ndarray
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _brute_candidates(
+        self, db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, rows: np.ndarray, candidates: _Candidates
+    ) -> None:
         n = len(db)
         if n == 0 or len(rows) == 0:
-            return []
+            return
         bf = hnswlib.BFIndex(space="ip", dim=db.shape[1])
         bf.init_index(max_elements=n)
         bf.add_items(db, db_labels)
-        groups = []
         step = max(1, _BRUTE_CELLS // n)
         for start in range(0, len(rows), step):
             part = rows[start : start + step]
             labels, dists = bf.knn_query(queries[part], k=n, num_threads=self.threads)
-            groups.append((part, labels, dists))
-        return groups
+            candidates.add(part, labels, dists)
 
     # ------------------------------------------------------------------ matrix (exact mode)
     def matrix(self, db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, self_labels: np.ndarray) -> Neighbourhoods:
@@ -218,7 +221,7 @@ class RangeSearcher:
         """
         threshold = self.epsilon + GUARD
         nq = len(queries)
-        groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        candidates = _Candidates(threshold, self_labels, exclude)
         brute_rows: list[np.ndarray] = []
         k_of = np.full(nq, min(self.initial_k, n_live), dtype=np.int64)
         if first_k is not None:
@@ -227,11 +230,10 @@ class RangeSearcher:
         while todo.size:
             next_rows: list[np.ndarray] = []
             current = k_of[todo]  # a copy: k_of changes below for the next round
-            for k in np.unique(current):
-                rows = todo[current == k]
-                index.set_ef(self.beam(int(k)))
+            for k, rows in _knn_calls(todo, current):
+                index.set_ef(self.beam(k))
                 try:
-                    labels, dists = index.knn_query(queries[rows], k=int(k), num_threads=self.threads)
+                    labels, dists = index.knn_query(queries[rows], k=k, num_threads=self.threads)
                 except RuntimeError:
                     # hnswlib found fewer than k live elements: only brute force is complete here.
                     brute_rows.append(rows)
@@ -242,12 +244,12 @@ class RangeSearcher:
                 # returned every live element: nothing can be left outside).
                 still_inside = (dists[:, -1] <= threshold) & (k < n_live)
                 if (~still_inside).any():
-                    groups.append((rows[~still_inside], labels[~still_inside], dists[~still_inside]))
+                    candidates.add(rows[~still_inside], labels[~still_inside], dists[~still_inside])
                 if not still_inside.any():
                     continue
                 if k >= self.max_k:
                     self.stats.cap_hits += int(still_inside.sum())
-                    groups.append((rows[still_inside], labels[still_inside], dists[still_inside]))
+                    candidates.add(rows[still_inside], labels[still_inside], dists[still_inside])
                     continue
                 # Every returned neighbour is inside the radius; its own neighbour count is
                 # the best guess of how many this row has.
@@ -264,33 +266,17 @@ class RangeSearcher:
             rows = np.concatenate(brute_rows)
             self.stats.brute_rows += len(rows)
             db, db_labels = all_live()
-            groups.extend(self._brute_groups(db, db_labels, queries, rows))
-        return self._finish(groups, queries, self_labels, vectors_of, exclude)
+            self._brute_candidates(db, db_labels, queries, rows, candidates)
+        return self._finish(candidates, queries, vectors_of)
 
     # ------------------------------------------------------------------ assembly
-    def _finish(
-        self,
-        groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-        queries: np.ndarray,
-        self_labels: np.ndarray,
-        vectors_of: Callable[[np.ndarray], np.ndarray],
-        exclude: np.ndarray | None = None,
-    ) -> Neighbourhoods:
+    def _finish(self, candidates: _Candidates, queries: np.ndarray, vectors_of: Callable[[np.ndarray], np.ndarray]) -> Neighbourhoods:
         nq = len(queries)
-        threshold = self.epsilon + GUARD
-        row_parts, label_parts = [], []
-        for rows, labels, dists in groups:  # hnswlib's distances only pick the candidates
-            labels = labels.astype(np.uint64, copy=False)
-            mask = (dists.astype(np.float64) <= threshold) & (labels != self_labels[rows].astype(np.uint64)[:, None])
-            if exclude is not None and len(exclude):
-                mask &= ~np.isin(labels, exclude)
-            row_parts.append(np.repeat(rows, mask.sum(axis=1)))
-            label_parts.append(labels[mask])
-        if not row_parts:
+        if not candidates.rows:
             empty = np.empty(0, dtype=np.int64)
             return Neighbourhoods(np.zeros(nq + 1, dtype=np.int64), np.empty(0, dtype=np.uint64), empty)
-        rid = np.concatenate(row_parts)
-        lab = np.concatenate(label_parts)
+        rid = np.concatenate(candidates.rows)
+        lab = np.concatenate(candidates.labels)
         order = np.argsort(rid, kind="stable")
         rid, lab = rid[order], lab[order]
         inside, fixed = self._settle_pairs(queries, rid, lab, vectors_of)
@@ -332,6 +318,38 @@ class RangeSearcher:
                 approx = np.einsum("ij,ij->i", queries[rows], right[which], dtype=np.float64)
             inside[part], fixed[part] = settle(approx, queries, rows, right, which, threshold)
         return inside, fixed
+
+
+def _knn_calls(todo: np.ndarray, k_of_todo: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(k, rows) of each k-NN call for a round: rows sharing a k, at most :data:`_KNN_CELLS` answers a
+    call (a row's answer does not depend on the rows asked with it)."""
+    for k in np.unique(k_of_todo).tolist():
+        rows = todo[k_of_todo == k]
+        step = max(1, _KNN_CELLS // k)
+        for start in range(0, len(rows), step):
+            yield k, rows[start : start + step]
+
+
+class _Candidates:
+    """Pairs (query row, label) within the search radius by hnswlib's float32 distances, kept as
+    each k-NN answer comes in: only these, not the k columns of every answer (at k in the
+    thousands, 500 rows' answers held ~50 MB until settled)."""
+
+    def __init__(self, threshold: float, self_labels: np.ndarray, exclude: np.ndarray | None = None) -> None:
+        self.threshold = threshold
+        self.self_labels = self_labels.astype(np.uint64, copy=False)
+        self.exclude = exclude if exclude is not None and len(exclude) else None  # the batch itself: searched exactly
+        self.rows: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+
+    def add(self, rows: np.ndarray, labels: np.ndarray, dists: np.ndarray) -> None:
+        """One k-NN answer: ``labels`` and ``dists`` have a row per entry of ``rows``."""
+        labels = labels.astype(np.uint64, copy=False)
+        mask = (dists.astype(np.float64) <= self.threshold) & (labels != self.self_labels[rows][:, None])
+        if self.exclude is not None:
+            mask &= ~np.isin(labels, self.exclude)
+        self.rows.append(np.repeat(rows, mask.sum(axis=1)))
+        self.labels.append(labels[mask])
 
 
 def _bucket(k: np.ndarray) -> np.ndarray:

@@ -107,7 +107,7 @@ def _dedup(read: Callable[[np.ndarray], np.ndarray], ranked: np.ndarray, k: int,
             i += int(open_[0])
             if not _similar(best[i], vectors[i], kept, threshold):
                 picked.append(int(cand[i]))
-                kept.append(vectors[i])
+                kept.append(vectors[i].copy())  # not a view: it would keep its whole block (6 MB) alive
                 if len(picked) == k:
                     break
                 np.maximum(best[i + 1 :], vectors[i + 1 :] @ vectors[i], out=best[i + 1 :])
