@@ -41,6 +41,7 @@ import hnswlib
 import msgspec
 import numpy as np
 
+from .elements import Elements
 from .level0view import level0_copy, level0_view
 from .rangesearch import Neighbourhoods, RangeSearcher, merge, symmetrize
 from .vectors import exact_fixed
@@ -285,10 +286,8 @@ class FunctionIndex:
         self._matrix: np.ndarray | None = np.zeros((0, dim), dtype=np.float32)  # exact mode only
         self._hnsw: hnswlib.Index | None = None
         self._uid_slot: dict[int, int] = {}
-        # HNSW mode: element label -> live slots sharing its vector (in joining order), and
-        # hash of a vector's bytes -> element labels with that hash.
-        self._members: dict[int, list[int]] = {}
-        self._by_hash: dict[int, list[int]] = {}
+        # HNSW mode: the live slots sharing each element's vector, and elements by vector hash.
+        self._elements = Elements()
         self._self_weights: dict[int, int] = {}  # element -> fixed-point similarity of two of its copies
         self._searchers: dict[float, RangeSearcher] = {}
         # Live HNSW elements no level-0 link points to (search cannot reach them) and their vectors.
@@ -352,7 +351,7 @@ class FunctionIndex:
         if self._hnsw is None:
             assert self._matrix is not None
             return self._matrix[live], self.labels(live)
-        elems = np.fromiter(self._members, dtype=np.uint64, count=len(self._members))
+        elems = self._elements.labels(live, self.cols.elem)
         level0 = self._level0()
         if level0 is None:  # an unexpected layout: take the slow, safe way
             return np.asarray(self._hnsw.get_items(elems), dtype=np.float32).reshape(len(elems), self.dim), elems
@@ -418,7 +417,7 @@ class FunctionIndex:
             newly[level0.entry] = False
             orphan |= newly
         rows = np.flatnonzero(orphan)
-        live = np.array([int(label) in self._members for label in level0.labels[rows].tolist()], dtype=bool)  # live elements only
+        live = self._elements.alive(level0.labels[rows], self.cols.live, self.cols.elem)  # live elements only
         self._orphans = level0.labels[rows[live]]
         self._orphan_vectors = level0.vectors(rows[live])
 
@@ -446,7 +445,7 @@ class FunctionIndex:
             index = self._matrix.nbytes
         cols = sum(getattr(self.cols, n).nbytes for n in _Arrays.NAMES)
         payload = sum(len(p) + 33 for p in self.payload if p is not None) + 8 * len(self.payload)
-        uid_map = len(self._uid_slot) * 100 + len(self._members) * 180  # dict entries, small ints and lists, roughly
+        uid_map = len(self._uid_slot) * 100 + self._elements.nbytes()  # dict entries and small ints, roughly
         return {"index": int(index), "columns": cols, "payload": payload, "uuid_map": uid_map}
 
     # ------------------------------------------------------------------ insert
@@ -511,7 +510,7 @@ class FunctionIndex:
             self._matrix[slots] = vectors
             if self._builder is not None:  # what HNSW mode would do, for the graph being built
                 new = self._join_elements(slots, vectors)
-                self._builder.add(vectors[new], self.labels(slots[new]), len(self._members), replace_deleted=True)
+                self._builder.add(vectors[new], self.labels(slots[new]), self._elements.count, replace_deleted=True)
             return
         new = self._join_elements(slots, vectors)
         self._add_elements(slots[new], vectors[new])
@@ -522,17 +521,19 @@ class FunctionIndex:
         new = np.zeros(len(slots), dtype=bool)
         labels = self.labels(slots)
         created: dict[int, int] = {}  # elements created in this batch -> row of their vector
+        elements = self._elements
         for i, (s, v) in enumerate(zip(slots.tolist(), vectors, strict=True)):
             h = hash(v.tobytes())
-            elem = next((e for e in self._by_hash.get(h, ()) if np.array_equal(self._element_vector(e, created, vectors), v)), None)
+            elem = next((e for e in elements.with_hash(h) if np.array_equal(self._element_vector(e, created, vectors), v)), None)
             if elem is None:
                 elem = int(labels[i])
                 created[elem] = i
-                self._by_hash.setdefault(h, []).append(elem)
-                self._members[elem] = []
+                elements.create(elem, h)
                 new[i] = True
-            self._members[elem].append(s)
+            else:
+                elements.join(elem, s)
             self.cols.elem[s] = elem
+        elements.merge()
         return new
 
     def _element_vector(self, elem: int, created: dict[int, int], vectors: np.ndarray) -> np.ndarray:
@@ -541,7 +542,7 @@ class FunctionIndex:
             return vectors[created[elem]]
         if self._hnsw is None:  # building: a live member's row of the matrix holds it
             assert self._matrix is not None
-            return self._matrix[self._members[elem][0]]
+            return self._matrix[self._elements.members(elem)[0]]
         assert self._hnsw is not None
         return np.asarray(self._hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
 
@@ -552,7 +553,7 @@ class FunctionIndex:
         slots = self.slots_of(flat)
         stale = ~self.cols.live[slots] | (self.labels(slots) != flat)  # the creating log has left
         if stale.any():
-            slots[stale] = [self._members[int(e)][0] for e in flat[stale].tolist()]
+            slots[stale] = [self._elements.members(int(e))[0] for e in flat[stale].tolist()]
         return slots.reshape(elems.shape)
 
     def _add_elements(self, slots: np.ndarray, vectors: np.ndarray) -> None:
@@ -560,7 +561,7 @@ class FunctionIndex:
             return
         index = self._hnsw
         assert index is not None
-        deleted = index.get_current_count() - len(self._members) + len(slots)
+        deleted = index.get_current_count() - self._elements.count + len(slots)
         needed = index.get_current_count() + max(0, len(slots) - deleted)
         if needed > index.get_max_elements():
             index.resize_index(max(needed, int(index.get_max_elements() * 1.5)))
@@ -578,9 +579,9 @@ class FunctionIndex:
         assert self._matrix is not None
         vectors = self._matrix[live]
         builder = _Builder(self.dim, p, max(2 * len(live), 1024))
-        self._members, self._by_hash = {}, {}
+        self._elements = Elements()
         new = self._join_elements(live, vectors)
-        builder.add(vectors[new], self.labels(live[new]), len(self._members), replace_deleted=False)
+        builder.add(vectors[new], self.labels(live[new]), self._elements.count, replace_deleted=False)
         self._builder = builder
         # An index dropped mid-build, or still building at exit, ends its thread (see _Builder.close).
         self._stop_builder = weakref.finalize(self, builder.close)
@@ -620,7 +621,7 @@ class FunctionIndex:
         if self._builder is not None:
             self._stop_builder()
             self._builder = None
-            self._members, self._by_hash, self._self_weights = {}, {}, {}
+            self._elements, self._self_weights = Elements(), {}
 
     # ------------------------------------------------------------------ evict
     def evict(self, slots: np.ndarray) -> BatchStats:
@@ -651,26 +652,23 @@ class FunctionIndex:
     def _leave_elements(self, slots: np.ndarray) -> None:
         """Take evicted logs out of their elements; an element leaves the graph with its last log."""
         gone = set(slots.tolist())
-        hnsw, builder = self._hnsw, self._builder
+        hnsw, builder, elements = self._hnsw, self._builder, self._elements
         for elem in sorted({int(e) for e in self.cols.elem[slots]}):
-            members = [s for s in self._members[elem] if s not in gone]
-            if members:
-                self._members[elem] = members
+            if hnsw is None:  # building: the evicted rows are still in the matrix
+                assert builder is not None and self._matrix is not None
+                vector = self._matrix[elements.members(elem)[0]]
+            if not elements.leave(elem, gone):
                 continue
             if hnsw is not None:
                 vector = np.asarray(hnsw.get_items([elem]), dtype=np.float32).reshape(self.dim)
                 hnsw.mark_deleted(elem)
                 self._graph_changed()
-            else:  # building: the evicted rows are still in the matrix
-                assert builder is not None and self._matrix is not None
-                vector = self._matrix[self._members[elem][0]]
+            else:
+                assert builder is not None
                 builder.delete(elem)
-            del self._members[elem]
             self._self_weights.pop(elem, None)
-            h = hash(vector.tobytes())
-            self._by_hash[h].remove(elem)
-            if not self._by_hash[h]:
-                del self._by_hash[h]
+            elements.forget_hash(hash(vector.tobytes()), elem)
+        elements.merge()
         if hnsw is not None:
             self._find_orphans()
 
@@ -706,7 +704,7 @@ class FunctionIndex:
         # Orphans (unreachable by search) are compared by brute force instead; a pair of
         # this batch seen both ways is counted once (symmetrize deduplicates).
         found = searcher.hnsw(
-            self._hnsw, len(self._members), queries, self_elems,
+            self._hnsw, self._elements.count, queries, self_elems,
             counts_of=counts_of, vectors_of=self._element_vectors, all_live=self.live_vectors,
             exclude=self._orphans if len(self._orphans) else None,
             first_k=self._first_ks(queries, self_elems, searcher),
@@ -762,12 +760,12 @@ class FunctionIndex:
     def _expand(self, found: Neighbourhoods, slots: np.ndarray, queries: np.ndarray) -> Neighbourhoods:
         """From elements to logs: each found element stands for all its logs, and a query's own
         element contributes its other logs (identical vectors, the kernel's self-similarity)."""
-        members = self._members
-        if len(members) == self.live_count:  # one log per element: no copies anywhere
+        elements = self._elements
+        if elements.count == self.live_count:  # one log per element: no copies anywhere
             return Neighbourhoods(found.indptr, self.labels(self._element_slots(found.labels)), found.weights)
         rid = found.row_ids()
         uniq, inverse = np.unique(found.labels, return_inverse=True)
-        lists = [members[int(e)] for e in uniq.tolist()]
+        lists = [elements.members(int(e)) for e in uniq.tolist()]
         sizes = np.array([len(m) for m in lists], dtype=np.int64)
         flat = self.labels(np.array([s for m in lists for s in m], dtype=np.int64))
         starts = np.cumsum(sizes) - sizes
@@ -778,7 +776,7 @@ class FunctionIndex:
         out_lab = [flat[first + within]]
         out_w = [np.repeat(found.weights, reps)]
         for r, (s, e) in enumerate(zip(slots.tolist(), self.cols.elem[slots].tolist(), strict=True)):
-            copies = [m for m in members[int(e)] if m != s]
+            copies = [m for m in elements.members(int(e)) if m != s]
             if copies:
                 w = self._self_weight(int(e), queries[r])
                 out_rid.append(np.full(len(copies), r, dtype=np.int64))
@@ -875,11 +873,11 @@ class FunctionIndex:
         live = idx.live_slots()
         idx._uid_slot = dict(zip(cols.uid[live].tolist(), live.tolist(), strict=True))
         if idx._hnsw is not None:
-            for s, e in zip(live.tolist(), cols.elem[live].tolist(), strict=True):
-                idx._members.setdefault(e, []).append(s)
+            idx._elements = Elements.of(live, cols.elem)
             vectors, labels = idx.live_vectors()
             for v, e in zip(vectors, labels.tolist(), strict=True):
-                idx._by_hash.setdefault(hash(v.tobytes()), []).append(int(e))
+                idx._elements.remember_hash(hash(v.tobytes()), e)
+            idx._elements.merge()
             idx._find_orphans()
         return idx
 

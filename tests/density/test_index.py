@@ -254,11 +254,11 @@ def test_identical_vectors_share_an_element_and_densities_stay_exact(dense, tmp_
     idx = FunctionIndex(DIM, IndexParams(epsilon=EPS, exact_threshold=200))
     slots = np.concatenate(_insert(idx, vectors, 0, [500, 37, 256]))
     assert idx.mode == "hnsw"
-    assert len(idx._members) == 60 + 840, "one element per distinct vector"
+    assert idx._elements.count == 60 + 840, "one element per distinct vector"
     _check_exact(idx)
 
     # Evict a third, owners of shared elements included: they are re-homed under a remaining copy.
-    owners = np.array([idx.slots_of(np.array([e], np.uint64))[0] for e, m in idx._members.items() if len(m) > 1])
+    owners = np.array([idx.slots_of(np.array([e], np.uint64))[0] for e, m in idx._elements.shared().items() if len(m) > 1])
     idx.evict(np.unique(np.concatenate([slots[::3], owners[:20]])))
     _check_exact(idx)
     meta = idx.save(tmp_path, "f")
@@ -361,7 +361,7 @@ def test_graph_built_off_the_worker_is_the_one_built_in_the_call(tmp_path: Path,
     assert b.mode == "hnsw"
     for name in ("density", "count", "elem", "live", "gen"):
         np.testing.assert_array_equal(getattr(a.cols, name)[: a.slots], getattr(b.cols, name)[: b.slots])
-    assert a._members == b._members and a._by_hash == b._by_hash
+    assert a._elements == b._elements
     assert np.array_equal(np.sort(a._orphans), np.sort(b._orphans))
     a._hnsw.save_index(str(tmp_path / "a.hnsw"))
     b._hnsw.save_index(str(tmp_path / "b.hnsw"))
