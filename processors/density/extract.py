@@ -134,9 +134,10 @@ def _trimmer() -> Callable[[], object]:
     return lambda: trim(0)
 
 
-# Between batches.  A batch's temporaries are freed, but glibc keeps most of what they occupied
-# in its heaps (between live blocks, and in the graph builder thread's arena): without this,
-# 100k logs of one function ended ~70 MB above what they held.
+# Between batches.  A batch's temporaries are freed, but glibc keeps much of what they occupied
+# in its heaps (between live blocks, and in the graph builder thread's arena): 100k logs of one
+# function ended at 397 MB resident without it, 323 MB with it.  (The peak is live memory and
+# moved only ~2 MB.)
 _release_freed_memory = _trimmer()
 
 

@@ -285,7 +285,7 @@ class FunctionIndex:
         self._free: list[int] = []  # evicted slots, reused lowest first
         self._matrix: np.ndarray | None = np.zeros((0, dim), dtype=np.float32)  # exact mode only
         self._hnsw: hnswlib.Index | None = None
-        self._uid_slot: dict[int, int] = {}
+        self._uids = np.empty(0, dtype=np.int64)  # of the live logs, sorted (a dict took ~100 B a log)
         # HNSW mode: the live slots sharing each element's vector, and elements by vector hash.
         self._elements = Elements()
         self._self_weights: dict[int, int] = {}  # element -> fixed-point similarity of two of its copies
@@ -304,7 +304,8 @@ class FunctionIndex:
         return "hnsw" if self._hnsw is not None else "exact"
 
     def has_uid(self, uid: int) -> bool:
-        return uid in self._uid_slot
+        at = int(np.searchsorted(self._uids, uid))
+        return at < len(self._uids) and int(self._uids[at]) == uid
 
     def live_slots(self) -> np.ndarray:
         return np.flatnonzero(self.cols.live[: self.slots])
@@ -445,7 +446,7 @@ class FunctionIndex:
             index = self._matrix.nbytes
         cols = sum(getattr(self.cols, n).nbytes for n in _Arrays.NAMES)
         payload = sum(len(p) + 33 for p in self.payload if p is not None) + 8 * len(self.payload)
-        uid_map = len(self._uid_slot) * 100 + self._elements.nbytes()  # dict entries and small ints, roughly
+        uid_map = self._uids.nbytes + self._elements.nbytes()
         return {"index": int(index), "columns": cols, "payload": payload, "uuid_map": uid_map}
 
     # ------------------------------------------------------------------ insert
@@ -472,9 +473,10 @@ class FunctionIndex:
         c.count[slots] = 0
         c.live[slots] = True
         c.elem[slots] = self.labels(slots)
-        for s, p, u in zip(slots.tolist(), payloads, uid.tolist(), strict=True):
+        for s, p in zip(slots.tolist(), payloads, strict=True):
             self.payload[s] = p
-            self._uid_slot[u] = s
+        new_uids = np.sort(np.asarray(uid, dtype=np.int64))
+        self._uids = np.insert(self._uids, np.searchsorted(self._uids, new_uids), new_uids)
         self.live_count += m
         self._store(slots, vectors)
         hoods = self._search(vectors, slots, within_batch=True)
@@ -639,8 +641,9 @@ class FunctionIndex:
         if self._hnsw is not None or self._builder is not None:
             self._leave_elements(slots)
         for s in slots.tolist():
-            self._uid_slot.pop(int(c.uid[s]), None)
             self.payload[s] = None
+        gone = np.searchsorted(self._uids, c.uid[slots])
+        self._uids = np.delete(self._uids, gone[self._uids[np.minimum(gone, len(self._uids) - 1)] == c.uid[slots]])
         c.live[slots] = False
         c.density[slots] = 0
         c.count[slots] = 0
@@ -871,7 +874,7 @@ class FunctionIndex:
             idx._hnsw = index
             idx._matrix = None
         live = idx.live_slots()
-        idx._uid_slot = dict(zip(cols.uid[live].tolist(), live.tolist(), strict=True))
+        idx._uids = np.sort(cols.uid[live])
         if idx._hnsw is not None:
             idx._elements = Elements.of(live, cols.elem)
             vectors, labels = idx.live_vectors()
