@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_SLOT_MASK = np.uint64((1 << 32) - 1)  # an element's label: its creating slot | generation << 32
+SLOT_BITS = 32  # an hnswlib label is slot | generation << 32, so a reused slot never reuses a label
+SLOT_MASK = np.uint64((1 << SLOT_BITS) - 1)  # an element's label: the slot of the log that created it
 
 
 class Elements:
@@ -39,7 +40,7 @@ class Elements:
         order = np.argsort(labels, kind="stable")
         uniq, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
         out.count = len(uniq)
-        creators = (uniq & _SLOT_MASK).astype(np.int64)
+        creators = (uniq & SLOT_MASK).astype(np.int64)
         first = live_slots[order][starts]
         for i in np.flatnonzero((sizes > 1) | (first != creators)).tolist():
             out._shared[int(uniq[i])] = live_slots[order][starts[i] : starts[i] + sizes[i]].tolist()
@@ -48,7 +49,7 @@ class Elements:
     # ------------------------------------------------------------------ members
     @staticmethod
     def creator(label: int) -> int:
-        return label & 0xFFFFFFFF
+        return label & int(SLOT_MASK)
 
     def members(self, label: int) -> list[int]:
         """Live slots of a live element, in joining order."""
@@ -84,7 +85,7 @@ class Elements:
     def alive(self, labels: np.ndarray, live: np.ndarray, elem: np.ndarray) -> np.ndarray:
         """Whether each label is a live element."""
         labels = np.asarray(labels, dtype=np.uint64)
-        slots = (labels & _SLOT_MASK).astype(np.int64)
+        slots = (labels & SLOT_MASK).astype(np.int64)
         inside = slots < len(live)
         slots = np.where(inside, slots, 0)
         plain = inside & live[slots] & (elem[slots] == labels)  # its creator is live and still holds it
@@ -100,10 +101,10 @@ class Elements:
     def with_hash(self, vector_hash: int) -> list[int]:
         """Labels of live elements whose vector has this hash (creation order within a batch)."""
         keys = self._hash_keys
-        lo = int(np.searchsorted(keys, vector_hash, side="left"))
+        lo = int(keys.searchsorted(vector_hash, side="left"))
         found = []
         if lo < len(keys) and keys[lo] == vector_hash:
-            hi = int(np.searchsorted(keys, vector_hash, side="right"))
+            hi = int(keys.searchsorted(vector_hash, side="right"))
             found = self._hash_labels[lo:hi].tolist()
             if self._removed:
                 gone = {label for h, label in self._removed if h == vector_hash}

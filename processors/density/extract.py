@@ -9,8 +9,6 @@ publishes for the same logs at its last evaluation point.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -99,7 +97,6 @@ def extract(
                     for r in engine.flush():
                         reject(r.ref, r.error_type, r.error)
                     batch = 0
-                    _release_freed_memory()
                     if progress is not None:
                         progress(fh.tell(), report.lines)
             for r in engine.flush():
@@ -121,24 +118,6 @@ def extract(
             report.golden.setdefault(sample.function_name, Counter())[sample.strategy] += 1
     report.in_index = sum(fn.index.live_count for fn in engine.functions.values() if fn.index is not None)
     return report
-
-
-def _trimmer() -> Callable[[], object]:
-    """glibc's ``malloc_trim(0)``: hands freed heap pages back to the system (a no-op elsewhere)."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:
-        return lambda: None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
-
-
-# Between batches.  A batch's temporaries are freed, but glibc keeps much of what they occupied
-# in its heaps (between live blocks, and in the graph builder thread's arena): 100k logs of one
-# function ended at 397 MB resident without it, 323 MB with it.  (The peak is live memory and
-# moved only ~2 MB.)
-_release_freed_memory = _trimmer()
 
 
 def _line(sample: GoldenSample, chatml_only: bool, enc: msgspec.json.Encoder) -> bytes:

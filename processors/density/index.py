@@ -41,7 +41,7 @@ import hnswlib
 import msgspec
 import numpy as np
 
-from .elements import Elements
+from .elements import SLOT_BITS, SLOT_MASK, Elements
 from .level0view import level0_copy, level0_view
 from .rangesearch import Neighbourhoods, RangeSearcher, merge, symmetrize
 from .vectors import exact_fixed
@@ -50,8 +50,6 @@ from .vectors import exact_fixed
 SUCCESS, ERROR, FAILURE, ANOMALY = 0, 1, 2, 3
 STATUS_CODES = {"SUCCESS": SUCCESS, "ERROR": ERROR, "FAILURE": FAILURE, "ANOMALY": ANOMALY}
 
-_SLOT_BITS = 32  # an hnswlib label is slot | generation << 32, so a reused slot never reuses a label
-_SLOT_MASK = np.uint64((1 << _SLOT_BITS) - 1)
 # Level-0 links of a query read to guess its first k (see FunctionIndex._first_ks).
 _HINT_LINKS = 32
 _HINT_ROWS = 128  # queries whose links are read at a time (6 MB of gathered vectors at 384-d)
@@ -304,7 +302,7 @@ class FunctionIndex:
         return "hnsw" if self._hnsw is not None else "exact"
 
     def has_uid(self, uid: int) -> bool:
-        at = int(np.searchsorted(self._uids, uid))
+        at = int(self._uids.searchsorted(uid))
         return at < len(self._uids) and int(self._uids[at]) == uid
 
     def live_slots(self) -> np.ndarray:
@@ -312,11 +310,11 @@ class FunctionIndex:
 
     def labels(self, slots: np.ndarray) -> np.ndarray:
         slots = np.asarray(slots, dtype=np.int64)
-        return slots.astype(np.uint64) | (self.cols.gen[slots].astype(np.uint64) << np.uint64(_SLOT_BITS))
+        return slots.astype(np.uint64) | (self.cols.gen[slots].astype(np.uint64) << np.uint64(SLOT_BITS))
 
     @staticmethod
     def slots_of(labels: np.ndarray) -> np.ndarray:
-        return (np.asarray(labels, dtype=np.uint64) & _SLOT_MASK).astype(np.int64)
+        return (np.asarray(labels, dtype=np.uint64) & SLOT_MASK).astype(np.int64)
 
     def vectors(self, slots: np.ndarray) -> np.ndarray:
         """Stored unit vectors (float32) of live slots."""
