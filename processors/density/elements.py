@@ -101,8 +101,8 @@ class Elements:
     def with_hash(self, vector_hash: int) -> list[int]:
         """Labels of live elements whose vector has this hash (creation order within a batch)."""
         keys = self._hash_keys
-        lo = int(keys.searchsorted(vector_hash, side="left"))
-        found = []
+        lo = int(keys.searchsorted(vector_hash, side="left")) if len(keys) else 0
+        found: list[int] = []
         if lo < len(keys) and keys[lo] == vector_hash:
             hi = int(keys.searchsorted(vector_hash, side="right"))
             found = self._hash_labels[lo:hi].tolist()
