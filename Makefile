@@ -12,8 +12,8 @@ LOCK_NODEPS := requirements/vectorwave-nodeps.txt
 # the lock with --no-build-isolation, so no unpinned build tool comes from the registry.
 LOCK_BUILD  := requirements/build-sdists.txt
 LOCK_INPUTS := pyproject.toml requirements/build.in requirements/vectorwave-nodeps.in requirements/build-sdists.in
-# The lock tool itself, pinned: `make lock` puts it in its own venv.
-UV_VERSION  ?= 0.13.9
+# The lock tool itself, pinned with its hashes: `make lock` puts it in its own venv.
+LOCK_TOOL   := requirements/lock-tool.txt
 LOCK_VENV   ?= .venv-lock
 PIP    := python -m pip install --quiet --disable-pip-version-check
 # Re-install whenever the lock (or the project) changes.
@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml $(LOCK_BUILD) $(LOCK) $(LOCK_NODEPS)
 	@touch $@
 
 lock: $(LOCK_INPUTS)
-	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/$(PIP) 'uv==$(UV_VERSION)'; }
+	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/$(PIP) --require-hashes -r $(LOCK_TOOL); }
 	$(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 --no-header \
 	  pyproject.toml requirements/build.in --extra dev --extra vectorwave-lite -o requirements.txt
 	$(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-header --format pylock.toml \

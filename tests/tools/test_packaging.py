@@ -103,6 +103,21 @@ def test_the_tools_that_build_the_source_only_packages_are_locked_and_installed_
     )
 
 
+def test_the_lock_tool_and_the_readme_s_install_come_from_hashed_pins() -> None:
+    """Nothing a user or `make lock` installs takes the registry's versions of the day: uv from
+    requirements/lock-tool.txt, and the README's way to run the processor from the lock."""
+    tool = _pins("requirements/lock-tool.txt")
+    assert set(tool) == {"uv"} and len(tool["uv"][1]) > 1  # every platform's file
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCK_TOOL   := requirements/lock-tool.txt" in makefile
+    assert "$(LOCK_VENV)/bin/$(PIP) --require-hashes -r $(LOCK_TOOL)" in makefile and "'uv==" not in makefile
+    readme = (ROOT / "README.md").read_text()
+    running = readme[readme.index("## Running it next to your Kafka") :]
+    running = running[: running.index("\n## ", 1)]
+    assert "make venv" in running and "--require-hashes -r requirements/runtime.txt" in running
+    assert "pip install -e ." not in running
+
+
 @pytest.mark.skipif(os.environ.get("VT_TEST_LATEST") == "1", reason="make test-latest runs without the lock on purpose")
 def test_this_venv_holds_exactly_the_locked_versions() -> None:
     pins = {**_pins("requirements.txt"), **_pins("requirements/vectorwave-nodeps.txt")}
