@@ -640,8 +640,7 @@ class FunctionIndex:
             self._leave_elements(slots)
         for s in slots.tolist():
             self.payload[s] = None
-        gone = np.searchsorted(self._uids, c.uid[slots])
-        self._uids = np.delete(self._uids, gone[self._uids[np.minimum(gone, len(self._uids) - 1)] == c.uid[slots]])
+        self._uids = self._uids[~np.isin(self._uids, c.uid[slots], assume_unique=True)]  # live uids are distinct
         c.live[slots] = False
         c.density[slots] = 0
         c.count[slots] = 0
